@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub const OVERSAMPLE: usize = 8;
 /// Design magnitudes are floored this far below their peak.
 pub const DYNAMIC_RANGE_DB: f64 = 100.0;
+/// Depth bound of the combined stopband above the passband.
+pub const STOPBAND_RANGE_DB: f64 = 150.0;
 /// Fraction of the taps at the end that get a half-Hann fade-out.
 pub const TAIL_FRACTION: f64 = 0.125;
 
@@ -67,11 +69,39 @@ impl MinPhase {
     pub fn design_combined(&mut self, exact: &[Complex64], mag: &[f64]) -> Vec<f64> {
         assert_eq!(mag.len(), self.n_fft / 2 + 1, "magnitude length");
         assert_eq!(exact.len(), mag.len(), "exact response length");
-        let peak = mag.iter().cloned().fold(0.0, f64::max).max(1e-30);
-        let floor = peak * 10f64.powf(-DYNAMIC_RANGE_DB / 20.0);
-        for (s, &m) in self.spec.iter_mut().zip(mag) {
-            // Soft floor: no corner in log|H| where the floor takes over.
-            *s = Complex64::new(0.5 * (m * m + floor * floor).ln(), 0.0);
+        let peak_rest = mag.iter().cloned().fold(0.0, f64::max).max(1e-30);
+        let floor_rest = peak_rest * 10f64.powf(-DYNAMIC_RANGE_DB / 20.0);
+        // Bound the combined depth above the peak frequency: a stopband below float32 resolution
+        // is noise once stored, and noise zeros there are not minimum phase. The floor enters as
+        // a magnitude factor >= 1 realised by the cepstral part, so the whole stays minimum phase.
+        // Below the peak (high-pass DC zeros) the exact response is kept: those zeros survive
+        // float32 storage (see gates).
+        let total: Vec<f64> = exact.iter().zip(mag).map(|(e, m)| e.norm() * m).collect();
+        let (k_pk, peak) = total
+            .iter()
+            .cloned()
+            .enumerate()
+            .fold((0, 0.0), |a, (k, m)| if m > a.1 { (k, m) } else { a });
+        let floor = peak * 10f64.powf(-STOPBAND_RANGE_DB / 20.0);
+        let mut lift = 0.0;
+        for (k, (s, &m)) in self.spec.iter_mut().zip(mag).enumerate() {
+            // Soft floors: no corner in log|H| where a floor takes over.
+            let mut l = 0.5 * (m * m + floor_rest * floor_rest).ln();
+            if k > k_pk {
+                // ln(softfloor(t) / t); at an exact zero (LP at Nyquist) keep the last value,
+                // the product is zero there anyway.
+                let t = total[k];
+                if t > 0.0 {
+                    let r = floor / t;
+                    lift = if r > 1e100 {
+                        r.ln()
+                    } else {
+                        0.5 * (r * r).ln_1p()
+                    };
+                }
+                l += lift;
+            }
+            *s = Complex64::new(l, 0.0);
         }
         let mut h = self.min_phase_spectrum_to_time(exact);
         h.truncate(self.taps);

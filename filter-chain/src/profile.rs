@@ -38,7 +38,7 @@ pub enum Enclosure {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields)]
 pub struct EqBand {
     #[serde(rename = "type")]
     pub kind: EqKind,

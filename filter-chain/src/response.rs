@@ -189,8 +189,8 @@ impl TargetCurve {
 
 /// Protection high-pass of a speaker, if its band needs one beyond its own crossover high-pass:
 /// (corner Hz, LR order). Ported boxes get LR8 (unloaded below tuning), others LR4. A band whose
-/// crossover high-pass already sits at or above `mandatory_hpf_hz` with at least that steepness is
-/// protected by it (adding a second one would break the flat crossover sum).
+/// crossover high-pass already sits at or above `mandatory_hpf_hz` is protected by it: a second
+/// high-pass would break the flat crossover sum. The protection gate checks the result either way.
 pub fn protection_hpf(rig: &Rig, sp: &Speaker) -> Option<(f64, u32)> {
     let id = rig.identity_of(sp);
     let hpf = id.mandatory_hpf_hz?;
@@ -200,7 +200,7 @@ pub fn protection_hpf(rig: &Rig, sp: &Speaker) -> Option<(f64, u32)> {
     };
     if sp.band >= 2 {
         let x = rig.profile.crossovers[sp.band as usize - 2];
-        if x.freq_hz >= hpf && lr_order(x.slope_db_per_oct) >= order {
+        if x.freq_hz >= hpf {
             return None;
         }
     }
@@ -222,6 +222,10 @@ pub fn crossover_band(rig: &Rig, band: u32, f: f64) -> f64 {
     }
     m
 }
+
+/// Extra attenuation (dB) on top of the global attenuation so that float32 rounding and the tail
+/// window's ripple cannot lift a passband that sits exactly at -0.5 dB over the gain gate.
+pub const DESIGN_MARGIN_DB: f64 = 0.02;
 
 /// A per-channel room-correction magnitude (linear, at a frequency in Hz). Clamped to <= 1 when
 /// applied: room correction cuts only, it never fills nulls.
@@ -245,7 +249,7 @@ pub fn channel_design(
     n_fft: usize,
 ) -> ChannelDesign {
     let rate = f64::from(rig.profile.sample_rate);
-    let global = 10f64.powf(rig.global_attenuation_db() / 20.0);
+    let global = 10f64.powf((rig.global_attenuation_db() - DESIGN_MARGIN_DB) / 20.0);
     let id = rig.identity_of(sp);
     let prot = protection_hpf(rig, sp);
     let xs = &rig.profile.crossovers;

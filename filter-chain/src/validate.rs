@@ -217,11 +217,11 @@ impl Checker {
                     id.name
                 ),
             ),
-            Some(h) if !(10.0..=1000.0).contains(&h) => self.refuse(
+            Some(h) if !(10.0..=5000.0).contains(&h) => self.refuse(
                 f,
                 "mandatory_hpf_hz",
                 ch,
-                format!("bad units: expected Hz in 10..=1000, got {h}"),
+                format!("bad units: expected Hz in 10..=5000, got {h}"),
             ),
             _ => {}
         }
