@@ -6,11 +6,13 @@
 //! `libspa-mugge.so` is on the daemon's plugin path. See docs/development.md.
 #![forbid(unsafe_code)]
 
+pub mod audio;
 pub mod graph;
 pub mod process;
 pub mod profile;
 pub mod stack;
 
+pub use audio::{Player, Recorder};
 pub use graph::{Graph, Link, Node, Port};
 pub use process::ChildGuard;
 pub use profile::{NodeCost, Profile};

@@ -220,3 +220,30 @@ fn a_killed_test_leaves_no_daemon_behind() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_played_signal_arrives_bit_exact_at_a_recorder_through_the_mock_hardware() {
+    let stack = Stack::start().unwrap();
+    // A known signal, routed the way hardware would carry it: player -> usbstreamer-out ch 3 ->
+    // its monitor port -> recorder.
+    let signal: Vec<f32> = (0..24_000)
+        .map(|i| ((i * 7919) % 2000) as f32 / 2000.0 - 0.5)
+        .collect();
+    let rec = stack.record("stack-rec", 1).unwrap();
+    stack
+        .link(&format!("{HW_OUT}:monitor_AUX2"), &rec.port(1))
+        .unwrap();
+    let player = stack.play("stack-play", 1, signal.clone()).unwrap();
+    stack
+        .link(&player.port(1), &format!("{HW_OUT}:playback_AUX2"))
+        .unwrap();
+    rec.wait_frames(48_000, Duration::from_secs(10)).unwrap();
+    let got = rec.stop().remove(0);
+    let start = got
+        .iter()
+        .position(|s| *s != 0.0)
+        .expect("the signal never arrived");
+    let window = &got[start..start + 1000];
+    // The first non-zero sample is the signal's first non-zero sample (index 0 is -0.5).
+    assert_eq!(window, &signal[..1000], "samples changed on the way");
+}

@@ -30,13 +30,21 @@ fn main() -> Result<()> {
 
     let stack = Stack::builder().quantum(args.quantum).start()?;
     let g = stack.dump()?;
-    println!("mugge demo: private PipeWire stack in {}", stack.root().display());
+    println!(
+        "mugge demo: private PipeWire stack in {}",
+        stack.root().display()
+    );
     println!();
     println!("Started (by PID, stopped on exit): dbus-daemon, pipewire, wireplumber");
     println!("Hardware mock:");
     for name in [HW_OUT, HW_IN, MIC] {
         if let Some(n) = g.node(name) {
-            println!("  {:<16} {:<22} {} ports", n.name, n.media_class, g.ports_of(n.id).len());
+            println!(
+                "  {:<16} {:<22} {} ports",
+                n.name,
+                n.media_class,
+                g.ports_of(n.id).len()
+            );
         }
     }
     match mugge_testkit::stack::built_plugin() {
