@@ -7,7 +7,7 @@
 //! - per speaker channel N: `ch<N>_conv` (convolver) -> `ch<N>_gain` (linear, control `Mult` =
 //!   trim, the mute/ramp control) [-> `ch<N>_delay` (delay, control `Delay (s)` in seconds)].
 //! - `in_l`, `in_r` (copy) fan the program out; `sub_sum` (mixer, `Gain 1` = `Gain 2` = 0.5) is the
-//!   L+R sum at -6 dB each; monitor channel N passes through `ch<N>_mon` (copy).
+//!   L+R sum at -6 dB each; monitor channel N passes through `ch<N>_mon_in` -> `ch<N>_mon` (copy).
 //!
 //! Only builtin, memoryless or FIR blocks are used: the no-IIR gate checks the text.
 
@@ -132,20 +132,30 @@ pub fn module_entry(c: &ConfigInput<'_>) -> String {
         outputs[ch as usize - 1] = format!("\"{last}\"");
     }
     let mut inputs = vec!["\"in_l:In\"".to_string(), "\"in_r:In\"".to_string()];
-    let mut in_pos = vec!["FL".to_string(), "FR".to_string()];
+    let mut in_pos = vec!["AUX0".to_string(), "AUX1".to_string()];
     for &m in &monitors {
+        // PipeWire 1.4's filter-graph leaves a block that is both a graph input and a graph
+        // output, with no internal link, silent: the passthrough gets one internal link.
+        let _ = writeln!(
+            n,
+            "          {{ type = builtin name = ch{m}_mon_in label = copy }}"
+        );
         let _ = writeln!(
             n,
             "          {{ type = builtin name = ch{m}_mon label = copy }}"
         );
-        inputs.push(format!("\"ch{m}_mon:In\""));
-        in_pos.push(format!("AUX{}", m - 1));
+        let _ = writeln!(
+            l,
+            "          {{ output = \"ch{m}_mon_in:Out\" input = \"ch{m}_mon:In\" }}"
+        );
+        inputs.push(format!("\"ch{m}_mon_in:In\""));
+        in_pos.push(format!("AUX{}", in_pos.len()));
         outputs[m as usize - 1] = format!("\"ch{m}_mon:Out\"");
     }
     let props = |kind: &str| {
         format!(
             "mugge.profile = {} mugge.set = {} mugge.tag = {} node.autoconnect = false \
-             node.dont-reconnect = true stream.dont-remix = true node.name = {}",
+             node.dont-reconnect = true stream.dont-remix = true channelmix.disable = true node.name = {}",
             q(&p.name),
             q(c.set_id),
             q(c.tag),

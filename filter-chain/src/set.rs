@@ -145,7 +145,8 @@ pub fn write_filters(
         files.insert(name.clone(), h);
         blobs.push((name, bytes));
     }
-    let set_id = hex(set_hash.finalize())[..12].to_string();
+    // A letter first: PipeWire parses a property like "5873529854e5" as a number.
+    let set_id = format!("s{}", &hex(set_hash.finalize())[..12]);
     let ci = ConfigInput {
         rig,
         tag,
