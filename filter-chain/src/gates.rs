@@ -20,7 +20,7 @@ pub const PHASE_RANGE_DB: f64 = 60.0;
 /// Taps are weighted by PHASE_WEIGHT^n before the phase test (see `check_f64`).
 pub const PHASE_WEIGHT: f64 = 0.998;
 pub const PROTECTION_MIN_DB: f64 = 12.0;
-pub const OVERSAMPLE: usize = 8;
+pub const OVERSAMPLE: usize = 4;
 /// Builtin filter-graph labels that are FIR or memoryless: the only ones a config may use.
 pub const ALLOWED_LABELS: [&str; 5] = ["convolver", "linear", "delay", "copy", "mixer"];
 

@@ -4,7 +4,7 @@
 use crate::gates::{Analyzer, ChannelReport, Failure};
 use crate::minphase::MinPhase;
 use crate::profile::Polarity;
-use crate::response::{channel_design, Correction, TargetCurve};
+use crate::response::{channel_design, target_on_bins, Correction, TargetCurve};
 use crate::validate::Rig;
 use std::sync::Mutex;
 
@@ -31,7 +31,8 @@ pub fn generate(
 ) -> Result<Vec<ChannelFilter>, Vec<Failure>> {
     let p = &rig.profile;
     let rate = f64::from(p.sample_rate);
-    let target = TargetCurve::new(&p.target, rate);
+    let n_fft = MinPhase::new_fft_len(p.taps);
+    let target = target_on_bins(&TargetCurve::new(&p.target, rate), rate, n_fft);
     let next = Mutex::new(0usize);
     let results = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism()
@@ -52,7 +53,7 @@ pub fn generate(
                     };
                     let Some(sp) = p.speakers.get(i) else { break };
                     let corr = correction.and_then(|c| c(sp.channel));
-                    let d = channel_design(rig, sp, &target, corr, design.n_fft());
+                    let d = channel_design(rig, sp, &target, corr, n_fft);
                     let h = design.design_combined(&d.exact, &d.rest);
                     let sign = match sp.polarity {
                         Polarity::Normal => 1.0,

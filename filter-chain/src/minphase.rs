@@ -1,18 +1,22 @@
 //! Minimum-phase FIR from a magnitude (homomorphic / real-cepstrum method).
 //!
 //! log|H| -> real cepstrum -> fold (keep n = 0 and N/2, double 1..N/2, zero the anti-causal half)
-//! -> exp(FFT) = H_min -> IFFT -> first `taps` samples -> gentle tail window.
-//! The FFT is `OVERSAMPLE` x the tap count so the folded cepstrum is not time-aliased, and the
-//! magnitude gets a soft floor `DYNAMIC_RANGE_DB` below its peak: an unbounded stopband has a
-//! cepstrum that never decays and its truncated minimum-phase impulse response stops being
-//! minimum phase (the phase gate proves the bound is enough).
+//! -> exp(FFT) = H_min -> (x an exact minimum-phase factor) -> IFFT -> first `taps` samples ->
+//! gentle tail window.
+//!
+//! The FFT is `OVERSAMPLE` x the tap count so the folded cepstrum is not time-aliased. Dynamic
+//! range is bounded twice: the cepstral factor gets a soft floor `DYNAMIC_RANGE_DB` below its peak,
+//! and the combined stopband above the passband a soft floor `STOPBAND_RANGE_DB` below the combined
+//! peak. An unbounded stopband (an LR8 low-pass reaches -400 dB at Nyquist) is float32 noise once
+//! stored, and that noise has zeros outside the unit circle: the stored taps would stop being
+//! minimum phase. The phase gate proves on the stored taps that the bound is enough.
 
 use realfft::num_complex::Complex64;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use std::sync::Arc;
 
 /// FFT length = OVERSAMPLE x taps for the design.
-pub const OVERSAMPLE: usize = 8;
+pub const OVERSAMPLE: usize = 4;
 /// Design magnitudes are floored this far below their peak.
 pub const DYNAMIC_RANGE_DB: f64 = 100.0;
 /// Depth bound of the combined stopband above the passband.
@@ -34,7 +38,12 @@ pub struct MinPhase {
 
 impl MinPhase {
     pub fn new(taps: usize) -> Self {
-        Self::with_fft(taps, taps * OVERSAMPLE)
+        Self::with_fft(taps, Self::new_fft_len(taps))
+    }
+
+    /// The FFT length `new` designs on.
+    pub fn new_fft_len(taps: usize) -> usize {
+        taps * OVERSAMPLE
     }
 
     pub fn with_fft(taps: usize, n_fft: usize) -> Self {

@@ -148,42 +148,50 @@ fn interp_log(f: f64, xs: &[f64], y: impl Fn(usize) -> f64) -> f64 {
     y(i) * (1.0 - t) + y(i + 1) * t
 }
 
-/// The target curve in dB (ISO 226 adjustment + breakpoints), NOT yet normalised.
-fn target_raw_db(t: &Target, f: f64) -> f64 {
-    let mut db = 0.0;
-    if let Some(op) = t.operating_spl_db {
-        db += loudness_adjust_db(f, op, t.reference_phon);
-    }
-    if !t.points.is_empty() {
-        let mut pts = t.points.clone();
-        pts.sort_by(|a, b| a[0].total_cmp(&b[0]));
-        let xs: Vec<f64> = pts.iter().map(|p| p[0]).collect();
-        db += interp_log(f, &xs, |i| pts[i][1]);
-    }
-    db
-}
-
 /// Target curve as a linear magnitude, normalised to cut only (its maximum over 20 Hz..min(20 kHz,
 /// Nyquist) is 0 dB). The same function for every channel, so crossover bands still sum flat.
+/// The ISO 226 adjustment is evaluated once at the table frequencies and interpolated.
 pub struct TargetCurve {
-    target: Target,
+    iso_db: Option<[f64; 29]>,
+    points: Vec<[f64; 2]>,
     offset_db: f64,
 }
 
 impl TargetCurve {
     pub fn new(t: &Target, rate: f64) -> Self {
+        let iso_db = t.operating_spl_db.map(|op| {
+            let mut a = [0.0; 29];
+            for (i, v) in a.iter_mut().enumerate() {
+                *v = (iso226_at(i, op) - op) - (iso226_at(i, t.reference_phon) - t.reference_phon);
+            }
+            a
+        });
+        let mut points = t.points.clone();
+        points.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        let mut c = TargetCurve {
+            iso_db,
+            points,
+            offset_db: 0.0,
+        };
         let hi = (rate / 2.0).min(20_000.0);
         let max = (0..=400)
             .map(|i| 20.0 * (hi / 20.0).powf(f64::from(i) / 400.0))
-            .map(|f| target_raw_db(t, f))
+            .map(|f| c.db(f))
             .fold(f64::NEG_INFINITY, f64::max);
-        TargetCurve {
-            target: t.clone(),
-            offset_db: -max,
-        }
+        c.offset_db = -max;
+        c
     }
+
     pub fn db(&self, f: f64) -> f64 {
-        target_raw_db(&self.target, f) + self.offset_db
+        let mut db = self.offset_db;
+        if let Some(iso) = &self.iso_db {
+            db += interp_log(f, &ISO_F, |i| iso[i]);
+        }
+        if !self.points.is_empty() {
+            let xs: Vec<f64> = self.points.iter().map(|p| p[0]).collect();
+            db += interp_log(f, &xs, |i| self.points[i][1]);
+        }
+        db
     }
 }
 
@@ -240,11 +248,18 @@ pub struct ChannelDesign {
     pub rest: Vec<f64>,
 }
 
-/// Designs one speaker channel.
+/// The target curve as a linear magnitude on the bins `k * rate / n_fft` (shared by all channels).
+pub fn target_on_bins(target: &TargetCurve, rate: f64, n_fft: usize) -> Vec<f64> {
+    (0..=n_fft / 2)
+        .map(|k| 10f64.powf(target.db(k as f64 * rate / n_fft as f64) / 20.0))
+        .collect()
+}
+
+/// Designs one speaker channel; `target` from `target_on_bins` on the same FFT size.
 pub fn channel_design(
     rig: &Rig,
     sp: &Speaker,
-    target: &TargetCurve,
+    target: &[f64],
     correction: Option<Correction<'_>>,
     n_fft: usize,
 ) -> ChannelDesign {
@@ -276,7 +291,7 @@ pub fn channel_design(
         for band in &id.eq {
             m *= eq_band(band, f, rate);
         }
-        m *= 10f64.powf(target.db(f) / 20.0);
+        m *= target[k];
         if let Some(c) = correction {
             m *= c(f).clamp(0.0, 1.0);
         }
