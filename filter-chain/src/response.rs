@@ -272,7 +272,7 @@ pub fn channel_design(
     let bins = n_fft / 2 + 1;
     let mut exact = Vec::with_capacity(bins);
     let mut rest = Vec::with_capacity(bins);
-    for k in 0..bins {
+    for (k, &t) in target.iter().enumerate().take(bins) {
         let f = k as f64 * rate / n_fft as f64;
         let mut h = Complex64::new(1.0, 0.0);
         if b >= 2 {
@@ -291,7 +291,7 @@ pub fn channel_design(
         for band in &id.eq {
             m *= eq_band(band, f, rate);
         }
-        m *= target[k];
+        m *= t;
         if let Some(c) = correction {
             m *= c(f).clamp(0.0, 1.0);
         }
