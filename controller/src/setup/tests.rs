@@ -6,3 +6,4 @@ mod fake;
 mod fixture;
 mod gate_tests;
 mod run_tests;
+mod stack_tests;
