@@ -15,8 +15,8 @@ const T: Duration = Duration::from_secs(15);
 fn stack() -> Stack {
     let (name, text) = PIPEWIRE_FRAGMENTS[0];
     let mut b = Stack::builder().pipewire_fragment(name, text);
-    // The stack loads the workspace's wireplumber/ already; adding setup's embedded copies under
-    // the same names proves those are the ones in effect (same name: later directory wins).
+    // The stack loads the workspace's wireplumber/ already; setup's embedded copies are written
+    // over them under the same names, so the test runs exactly what setup installs.
     for (name, text) in WIREPLUMBER_FRAGMENTS {
         b = b.wireplumber_fragment(name, text);
     }
