@@ -2,6 +2,7 @@
 //! rollback against a fake root with a fake system behind the command runner, gate logic against
 //! recorded command output.
 
+mod alsa_rules_tests;
 mod fake;
 mod fixture;
 mod gate_tests;
