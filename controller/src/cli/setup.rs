@@ -50,6 +50,9 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
             ..Paths::default()
         },
     };
+    if opts.live && !opts.dry_run && !running_as_root() {
+        bail!("mugge setup changes system accounts and units: run it as root (or with --dry-run)");
+    }
     let mut out = std::io::stdout().lock();
     if args.rollback {
         setup::rollback(&opts, &SystemRunner, &mut out).map_err(anyhow::Error::msg)?;
@@ -60,4 +63,16 @@ pub fn run(args: SetupArgs) -> anyhow::Result<()> {
         bail!("some gates failed; see the FAIL lines above and docs/deployment.md");
     }
     Ok(())
+}
+
+/// Effective UID 0, read from /proc (no libc call needed).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }

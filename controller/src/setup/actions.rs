@@ -121,6 +121,24 @@ pub fn plan(root: &Root, state: &State, user: &str, paths: &Paths) -> Vec<Action
     out
 }
 
+/// Checks what can be checked before anything changes, so bad input changes nothing.
+pub fn preflight(root: &Root, user: &str, actions: &[Action]) -> Result<(), String> {
+    for a in actions {
+        match a {
+            Action::WriteFile(asset) if asset.user_owned => {
+                refuse_symlinked_dirs(root, user, &asset.path)?
+            }
+            Action::Link {
+                link,
+                user_owned: true,
+                ..
+            } => refuse_symlinked_dirs(root, user, link)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Applies `actions` in order, recording each original in `journal` (saved before the change).
 /// Stops at the first failure: what was done so far is journaled and can be rolled back.
 pub fn apply(
@@ -190,6 +208,9 @@ fn apply_one(
             run_checked(runner, &Cmd::new("loginctl", ["enable-linger", user]))?;
         }
         Action::WriteFile(a) => {
+            if a.user_owned {
+                refuse_symlinked_dirs(root, user, &a.path)?;
+            }
             record_dirs(root, journal, &a.path)?;
             note(
                 journal,
@@ -212,6 +233,9 @@ fn apply_one(
             target,
             user_owned,
         } => {
+            if *user_owned {
+                refuse_symlinked_dirs(root, user, link)?;
+            }
             record_dirs(root, journal, link)?;
             note(
                 journal,
@@ -245,6 +269,28 @@ fn apply_one(
                 &Cmd::new("systemctl", ["disable", "--now", unit.as_str()]),
             )?;
         }
+    }
+    Ok(())
+}
+
+/// Root writes into the user's home: a directory there that is a symlink (say `~/.config` ->
+/// `/etc`) would redirect those writes anywhere. Refuse instead of following it.
+fn refuse_symlinked_dirs(root: &Root, user: &str, abs: &Path) -> Result<(), String> {
+    let home = root::find_user(root, user)
+        .map(|u| u.home)
+        .unwrap_or_else(|| PathBuf::from(format!("/home/{user}")));
+    let mut dir = abs.parent();
+    while let Some(d) = dir {
+        if d == home || !d.starts_with(&home) {
+            break;
+        }
+        if std::fs::symlink_metadata(root.join(d)).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "{} is a symlink; refusing to write through it as root",
+                d.display()
+            ));
+        }
+        dir = d.parent();
     }
     Ok(())
 }

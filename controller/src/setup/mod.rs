@@ -95,6 +95,7 @@ pub fn setup(
     report_state(&state, &opts.user, out)?;
 
     let plan = actions::plan(&root, &state, &opts.user, &opts.paths);
+    actions::preflight(&root, &opts.user, &plan)?;
     let mut outcome = Outcome {
         changes: plan.iter().map(ToString::to_string).collect(),
         ..Outcome::default()

@@ -349,3 +349,30 @@ fn installed_units_follow_the_user_session_rules() {
         );
     }
 }
+
+#[test]
+fn a_symlinked_directory_in_the_users_home_is_not_followed() {
+    let r = fresh_image("symlink");
+    // An existing user whose ~/.config points into /etc.
+    r.write(
+        "/etc/passwd",
+        &format!(
+            "{}mugge:x:1001:1001::/home/mugge:/bin/bash\n",
+            super::fixture::PASSWD
+        ),
+    );
+    r.mkdir("/home/mugge");
+    r.mkdir("/etc/victim");
+    r.link("/home/mugge/.config", "/etc/victim");
+    let before = r.snapshot();
+    let fake = FakeSystem::new(&r.0);
+    let err = setup(&opts(&r.0, false), &fake, &mut Vec::new()).unwrap_err();
+    assert!(err.contains("/home/mugge/.config is a symlink"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(r.0.join("etc/victim")).unwrap().count(),
+        0,
+        "something was written through the link"
+    );
+    assert_eq!(r.snapshot(), before, "refused input must change nothing");
+    assert!(fake.calls.borrow().is_empty());
+}
