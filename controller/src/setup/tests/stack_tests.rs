@@ -93,17 +93,47 @@ fn a_user_may_choose_another_mugge_sink_but_never_the_hardware() {
     let stack = stack();
     wait_default(&stack, "default.audio.sink", DEFAULT_SINK).unwrap();
     let id = |name: &str| stack.wait_for_node(name, T).unwrap().id.to_string();
+    // Every value WirePlumber writes to the "default" metadata, in order.
+    let mut monitor = stack.command("pw-metadata");
+    monitor.args(["--monitor", "--name", "default"]);
+    let _monitor = stack.spawn("metadata-monitor", &monitor).unwrap();
 
-    // `wpctl set-default` stores default.configured.audio.sink; the hardware's driver priority plus
-    // the configured bonus stays below mugge-program's session priority.
-    stack.run("wpctl", &["set-default", &id(HW_OUT)]).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    wait_default(&stack, "default.audio.sink", DEFAULT_SINK).unwrap();
-
+    // `wpctl set-default` stores default.configured.audio.sink, which adds 30000 to that node's
+    // priority: enough for a mugge sink to win...
     stack
         .run("wpctl", &["set-default", &id("mugge-headphones")])
         .unwrap();
     wait_default(&stack, "default.audio.sink", "mugge-headphones").unwrap();
+    // ...but not for the hardware (driver priority 300000 + 30000 < 1000000). Asking for it must
+    // move the default away from the headphones, back to mugge-program: a visible change, so the
+    // test does not depend on how long WirePlumber takes.
+    stack.run("wpctl", &["set-default", &id(HW_OUT)]).unwrap();
+    let start = Instant::now();
+    let now = loop {
+        let d = default_name(&stack, "default.audio.sink");
+        if d.as_deref() != Some("mugge-headphones") || start.elapsed() > T {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(now.as_deref(), Some(DEFAULT_SINK));
+
+    let log = stack.log("metadata-monitor");
+    assert!(
+        log.contains(
+            "key:'default.configured.audio.sink' value:'{ \"name\": \"usbstreamer-out\" }'"
+        ),
+        "the hardware request never reached the metadata:\n{log}"
+    );
+    let chosen: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("key:'default.audio.sink'"))
+        .collect();
+    assert!(
+        chosen.iter().all(|l| !l.contains(HW_OUT)),
+        "the hardware became the default sink:\n{}",
+        chosen.join("\n")
+    );
 }
 
 /// Plays silence through an autoconnecting stream and returns every link seen while watching
