@@ -1,23 +1,22 @@
 //! `mugge`: the command-line front end and the controller daemon.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+mod cli;
+mod setup;
 
-mod cli {
-    pub mod filters;
-    pub mod profile;
-}
+use clap::{Parser, Subcommand};
 
 /// mugge: the audio brain of a small PA box.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     #[command(subcommand)]
-    cmd: Option<Cmd>,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
-enum Cmd {
+enum Command {
+    Setup(cli::setup::SetupArgs),
     /// Speaker profiles.
     Profile(cli::profile::ProfileArgs),
     /// Filter sets: generate, verify, plot, bench.
@@ -25,9 +24,10 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
-        Some(Cmd::Profile(a)) => cli::profile::run(a),
-        Some(Cmd::Filters(a)) => cli::filters::run(a),
+    match Cli::parse().command {
+        Some(Command::Setup(args)) => cli::setup::run(args),
+        Some(Command::Profile(a)) => cli::profile::run(a),
+        Some(Command::Filters(a)) => cli::filters::run(a),
         None => Ok(()),
     }
 }
