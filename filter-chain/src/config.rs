@@ -1,8 +1,11 @@
 //! The PipeWire filter-chain config for one rig.
 //!
 //! Names (a contract with the controller; one-based channel numbers):
-//! - capture node `mugge-filters-in.<tag>`: inputs FL FR (program) then one AUX<N-1> per monitor
-//!   channel N; playback node `mugge-filters-out.<tag>`: 8 channels AUX0..AUX7, output N -> AUX<N-1>.
+//! - capture node `mugge-filters-in.<tag>`: 2 + M inputs with positions AUX0..AUX<M+1>: position 1
+//!   (AUX0) is program left, 2 (AUX1) program right, then one per monitor channel in ascending
+//!   channel order (PipeWire's filter-chain maps capture channels to the graph's inputs by
+//!   position; FL/FR plus AUX<N-1> left the monitor inputs silent in 1.4.2). Playback node
+//!   `mugge-filters-out.<tag>`: 8 channels AUX0..AUX7, output channel N -> AUX<N-1>.
 //!   Both carry `mugge.profile` and `mugge.set`; neither autoconnects (the controller links).
 //! - per speaker channel N: `ch<N>_conv` (convolver) -> `ch<N>_gain` (linear, control `Mult` =
 //!   trim, the mute/ramp control) [-> `ch<N>_delay` (delay, control `Delay (s)` in seconds)].

@@ -1,4 +1,4 @@
 //! One module per command group, so several people can add subcommands without conflicts.
-pub mod setup;
 pub mod filters;
 pub mod profile;
+pub mod setup;
