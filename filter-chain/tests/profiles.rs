@@ -531,3 +531,55 @@ fn verify_rejects_a_set_whose_filter_fails_a_gate() {
     assert!(e.contains("channel 1: gain gate failed"), "{e}");
     let _ = Analyzer::new(8192);
 }
+
+#[test]
+fn config_has_exactly_the_blocks_each_topology_needs() {
+    for p in shipped_profiles() {
+        let rig = load_rig(&p, None).unwrap();
+        let c = config::standalone(&config::ConfigInput {
+            rig: &rig,
+            tag: "main",
+            set_id: "s0",
+            dir: Path::new("/tmp/set"),
+        });
+        let count = |pat: &str| c.matches(pat).count();
+        let prof = &rig.profile;
+        let n_sp = prof.speakers.len();
+        let n_mon = prof.monitors.headphones.len() + prof.monitors.in_ears.len();
+        let n_delay = prof.speakers.iter().filter(|s| s.delay_ms > 0.0).count();
+        let has_sum = prof
+            .speakers
+            .iter()
+            .any(|s| s.role == mugge_filter_chain::profile::Role::Sum);
+        let name = p.display();
+        assert_eq!(count("label = convolver"), n_sp, "{name}");
+        assert_eq!(count("label = linear"), n_sp, "{name}");
+        assert_eq!(count("label = delay"), n_delay, "{name}");
+        assert_eq!(count("label = mixer"), usize::from(has_sum), "{name}");
+        assert_eq!(count("_mon label = copy"), n_mon, "{name}");
+        assert_eq!(count("audio.channels = 8"), 1, "{name}");
+        assert!(
+            c.contains(&format!("audio.channels = {}", 2 + n_mon)),
+            "{name}"
+        );
+        assert_eq!(count("node.autoconnect = false"), 2, "{name}");
+        for s in &prof.speakers {
+            assert!(c.contains(&format!("name = ch{}_conv label = convolver", s.channel)));
+            assert!(c.contains(&format!("/tmp/set/ch{}.wav", s.channel)));
+        }
+        // outputs: every speaker and monitor channel routed, the rest silent
+        let outputs = c
+            .split("outputs = [")
+            .nth(1)
+            .unwrap()
+            .split(']')
+            .next()
+            .unwrap();
+        assert_eq!(
+            outputs.matches("null").count(),
+            8 - n_sp - n_mon,
+            "{name}: {outputs}"
+        );
+        mugge_filter_chain::gates::check_config(&c).unwrap();
+    }
+}
