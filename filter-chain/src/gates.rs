@@ -297,7 +297,7 @@ mod tests {
             .map(|k| lr_section(k as f64 * RATE / n as f64, 80.0, 4, RATE, true))
             .collect();
         let mag = vec![10f64.powf(gain_db / 20.0); n / 2 + 1];
-        d.design_combined(&exact, &mag)
+        d.design_combined(&exact, &mag, None)
     }
 
     fn f32s(h: &[f64]) -> Vec<f32> {
@@ -377,7 +377,7 @@ mod tests {
         let exact: Vec<Complex64> = (0..=n / 2)
             .map(|k| lr_section(k as f64 * RATE / n as f64, 80.0, 8, RATE, true))
             .collect();
-        let h = d.design_combined(&exact, &vec![0.5; n / 2 + 1]);
+        let h = d.design_combined(&exact, &vec![0.5; n / 2 + 1], None);
         let r = Analyzer::new(16_384)
             .check(1, &f32s(&h), RATE, Some(80.0))
             .unwrap();

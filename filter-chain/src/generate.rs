@@ -54,7 +54,7 @@ pub fn generate(
                     let Some(sp) = p.speakers.get(i) else { break };
                     let corr = correction.and_then(|c| c(sp.channel));
                     let d = channel_design(rig, sp, &target, corr, n_fft);
-                    let h = design.design_combined(&d.exact, &d.rest);
+                    let h = design.design_combined(&d.exact, &d.rest, d.low_floor_db);
                     let sign = match sp.polarity {
                         Polarity::Normal => 1.0,
                         Polarity::Inverted => -1.0,

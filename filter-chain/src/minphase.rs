@@ -70,12 +70,18 @@ impl MinPhase {
     /// Minimum-phase taps for `mag` (linear magnitude on the half spectrum).
     pub fn design(&mut self, mag: &[f64]) -> Vec<f64> {
         let one = vec![Complex64::new(1.0, 0.0); mag.len()];
-        self.design_combined(&one, mag)
+        self.design_combined(&one, mag, None)
     }
 
     /// Minimum-phase taps for `exact` (already minimum-phase complex response) x the minimum-phase
     /// realisation of `mag`. A product of minimum-phase factors is minimum phase.
-    pub fn design_combined(&mut self, exact: &[Complex64], mag: &[f64]) -> Vec<f64> {
+    /// `low_floor_db`: also floor the stopband below the passband peak this far under it.
+    pub fn design_combined(
+        &mut self,
+        exact: &[Complex64],
+        mag: &[f64],
+        low_floor_db: Option<f64>,
+    ) -> Vec<f64> {
         assert_eq!(mag.len(), self.n_fft / 2 + 1, "magnitude length");
         assert_eq!(exact.len(), mag.len(), "exact response length");
         let peak_rest = mag.iter().cloned().fold(0.0, f64::max).max(1e-30);
@@ -92,24 +98,37 @@ impl MinPhase {
             .enumerate()
             .fold((0, 0.0), |a, (k, m)| if m > a.1 { (k, m) } else { a });
         let floor = peak * 10f64.powf(-STOPBAND_RANGE_DB / 20.0);
-        let mut lift = 0.0;
-        for (k, (s, &m)) in self.spec.iter_mut().zip(mag).enumerate() {
-            // Soft floors: no corner in log|H| where a floor takes over.
-            let mut l = 0.5 * (m * m + floor_rest * floor_rest).ln();
-            if k > k_pk {
-                // ln(softfloor(t) / t); at an exact zero (LP at Nyquist) keep the last value,
-                // the product is zero there anyway.
-                let t = total[k];
-                if t > 0.0 {
-                    let r = floor / t;
-                    lift = if r > 1e100 {
-                        r.ln()
-                    } else {
-                        0.5 * (r * r).ln_1p()
-                    };
+        // ln(softfloor(t) / t); at an exact zero (LP at Nyquist, HP at DC) keep the neighbour's
+        // value, the product is zero there anyway.
+        let lift_of = |t: f64, floor: f64, last: f64| {
+            if t > 0.0 {
+                let r = floor / t;
+                if r > 1e100 {
+                    r.ln()
+                } else {
+                    0.5 * (r * r).ln_1p()
                 }
-                l += lift;
+            } else {
+                last
             }
+        };
+        let mut lift = vec![0.0; total.len()];
+        let mut last = 0.0;
+        for k in k_pk + 1..total.len() {
+            last = lift_of(total[k], floor, last);
+            lift[k] = last;
+        }
+        if let Some(d) = low_floor_db {
+            let low = peak * 10f64.powf(-d / 20.0);
+            let mut last = 0.0;
+            for k in (0..k_pk).rev() {
+                last = lift_of(total[k], low, last);
+                lift[k] = last;
+            }
+        }
+        for ((s, &m), &lf) in self.spec.iter_mut().zip(mag).zip(&lift) {
+            // Soft floors: no corner in log|H| where a floor takes over.
+            let l = 0.5 * (m * m + floor_rest * floor_rest).ln() + lf;
             *s = Complex64::new(l, 0.0);
         }
         let mut h = self.min_phase_spectrum_to_time(exact);
@@ -247,8 +266,8 @@ mod tests {
                     .map(|k| lr_section(k as f64 * rate / n as f64, fc, order, rate, high))
                     .collect()
             };
-            let lp = d.design_combined(&section(false), &flat);
-            let hp = d.design_combined(&section(true), &flat);
+            let lp = d.design_combined(&section(false), &flat, None);
+            let hp = d.design_combined(&section(true), &flat, None);
             let sum: Vec<f64> = lp.iter().zip(&hp).map(|(a, b)| a + b).collect();
             let mut e = MinPhase::with_fft(taps, taps * 4);
             let spec = e.spectrum(&sum);

@@ -246,6 +246,27 @@ pub type Correction<'a> = &'a (dyn Fn(f64) -> f64 + Sync);
 pub struct ChannelDesign {
     pub exact: Vec<Complex64>,
     pub rest: Vec<f64>,
+    /// Depth (dB under the peak) at which the stopband below the passband may be floored, when
+    /// that costs the high-pass sections little phase (see `low_floor_db`).
+    pub low_floor_db: Option<f64>,
+}
+
+/// Phase (rad) a floor below the passband may cost at a high-pass corner.
+pub const LOW_FLOOR_PHASE_COST_RAD: f64 = 0.1;
+
+/// A floor at depth D under an order-n LR high-pass at fc flattens it below
+/// f_D = fc 10^(-D / (20 n)), which moves its n DC zeros to about f_D and costs about
+/// (2/pi) n f_D / fc of phase at fc, whatever fc. Returns the floor depth (150 dB, just above
+/// float32 noise) when that cost stays under LOW_FLOOR_PHASE_COST_RAD for every high-pass section
+/// (LR4: 0.034 rad), else None (LR8: 0.59 rad): the exact DC zeros are then kept, the flat sum
+/// needs them.
+pub fn low_floor_db(sections: &[(f64, u32)]) -> Option<f64> {
+    const DEPTH: f64 = 150.0;
+    let ok = sections.iter().all(|&(_fc, n)| {
+        let ratio = 10f64.powf(-DEPTH / (20.0 * f64::from(n)));
+        2.0 / std::f64::consts::PI * f64::from(n) * ratio < LOW_FLOOR_PHASE_COST_RAD
+    });
+    ok.then_some(DEPTH)
 }
 
 /// The target curve as a linear magnitude on the bins `k * rate / n_fft` (shared by all channels).
@@ -297,7 +318,19 @@ pub fn channel_design(
         }
         rest.push(m);
     }
-    ChannelDesign { exact, rest }
+    let mut highpasses = Vec::new();
+    if b >= 2 {
+        let x = xs[b - 2];
+        highpasses.push((x.freq_hz, lr_order(x.slope_db_per_oct)));
+    }
+    if let Some(p) = prot {
+        highpasses.push(p);
+    }
+    ChannelDesign {
+        exact,
+        rest,
+        low_floor_db: low_floor_db(&highpasses),
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +367,14 @@ mod tests {
                 assert!(db((lp + hp).norm()).abs() < 1e-6, "LR{order} {f} Hz");
             }
         }
+    }
+
+    #[test]
+    fn low_floor_only_where_it_costs_the_high_pass_little_phase() {
+        assert_eq!(low_floor_db(&[]), Some(150.0));
+        assert_eq!(low_floor_db(&[(1800.0, 4), (42.0, 4)]), Some(150.0));
+        assert_eq!(low_floor_db(&[(80.0, 8)]), None);
+        assert_eq!(low_floor_db(&[(300.0, 4), (35.0, 8)]), None);
     }
 
     #[test]

@@ -583,3 +583,29 @@ fn config_has_exactly_the_blocks_each_topology_needs() {
         mugge_filter_chain::gates::check_config(&c).unwrap();
     }
 }
+
+#[test]
+fn lr8_high_pass_above_the_bass_is_refused_by_the_phase_gate_not_written() {
+    // Known limit (docs/filters.md): an LR8 high-pass at 300 Hz / 1.8 kHz keeps its exact DC zeros
+    // for a flat sum, and float32 storage makes its deep DC stopband non-minimum-phase noise.
+    let dir = tempfile::tempdir().unwrap();
+    let p = conf().join("profiles/3way-stereo.toml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("slope_db_per_oct = 24", "slope_db_per_oct = 48");
+    let src = |id: &str| {
+        let f = conf().join("speakers").join(format!("{id}.toml"));
+        std::fs::read_to_string(&f)
+            .ok()
+            .map(|t| (f.display().to_string(), t))
+    };
+    let rig = check_rig("profiles/3way-lr8.toml", &text, &src).unwrap();
+    let out = dir.path().join("set");
+    let e = set::write_set(&rig, &text, &out, "main", None, &|_| {}).unwrap_err();
+    let SetError::Gates(fails) = &e else {
+        panic!("{e}")
+    };
+    assert!(fails.iter().all(|f| f.gate == Gate::MinimumPhase), "{e}");
+    assert!(fails.iter().any(|f| f.channel == Some(5)), "{e}");
+    assert!(!out.exists());
+}
