@@ -180,29 +180,14 @@ fn every_shipped_topology_loads_with_the_expected_nodes_ports_and_controls() {
 #[test]
 fn the_config_also_loads_as_a_daemon_fragment() {
     let _serial = serial();
-    // The fragment goes into `<config>.conf.d/` of a client daemon whose own config only loads the
-    // protocol, client-node and adapter modules (the project daemon config cannot host it yet:
-    // its spa-libs entry `filter.graph` also matches `filter.graph.plugin.builtin`).
-    let stack = Stack::start().unwrap();
+    // The fragment goes into the project daemon's own `pipewire.conf.d/`, as on the box.
     let root = tempfile::tempdir().unwrap();
     let (dir, m) = make_set("3way-mono-sub.toml", "frag", root.path());
-    let conf_dir = root.path().join("conf");
-    std::fs::create_dir_all(conf_dir.join("host.conf.d")).unwrap();
-    let standalone = std::fs::read_to_string(dir.join(set::CONFIG)).unwrap();
-    let base = &standalone[..standalone
-        .find("  { name = libpipewire-module-filter-chain")
-        .unwrap()];
-    std::fs::write(conf_dir.join("host.conf"), format!("{base}]\n")).unwrap();
-    std::fs::copy(
-        dir.join(set::FRAGMENT),
-        conf_dir.join("host.conf.d/60-mugge-filters.conf"),
-    )
-    .unwrap();
-    let mut cmd = stack.command("pipewire");
-    cmd.env("PIPEWIRE_CONFIG_DIR", &conf_dir)
-        .arg("-c")
-        .arg(conf_dir.join("host.conf"));
-    let _host = stack.spawn("fragment-host", &cmd).unwrap();
+    let fragment = std::fs::read_to_string(dir.join(set::FRAGMENT)).unwrap();
+    let stack = Stack::builder()
+        .pipewire_fragment("70-mugge-filters.conf", &fragment)
+        .start()
+        .unwrap();
     let g = wait_chain(&stack, "frag", 2 + m.monitors.len());
     assert!(g.node("mugge-filters-out.frag").is_some());
 }
