@@ -242,6 +242,18 @@ fn plot(dir: &Path, out: &Path) -> Result<()> {
                 Some((f, mag, w[0].arg(), gd_ms))
             })
             .collect();
+        // Log-spaced points: a log axis shows no more, and dense stopband noise bloats the PNG.
+        let mut last_f = 0.0;
+        let pts: Vec<_> = pts
+            .into_iter()
+            .filter(|p| {
+                let keep = p.0 >= last_f * 1.004;
+                if keep {
+                    last_f = p.0;
+                }
+                keep
+            })
+            .collect();
         let title = format!("ch{} {} ", c.channel, c.name);
         // magnitude
         let mut ch = ChartBuilder::on(&areas[i * 3])
@@ -276,7 +288,12 @@ fn plot(dir: &Path, out: &Path) -> Result<()> {
             .y_label_area_size(40)
             .build_cartesian_2d(x_range.clone(), -3.3f64..3.3f64)?;
         ch.configure_mesh().x_desc("Hz").draw()?;
-        ch.draw_series(pts.iter().step_by(4).map(|p| Pixel::new((p.0, p.2), GREEN)))?;
+        // Phase in the stopband (below -60 dB) is numerical noise, not information.
+        ch.draw_series(
+            pts.iter()
+                .filter(|p| p.1 > -60.0)
+                .map(|p| Pixel::new((p.0, p.2), GREEN)),
+        )?;
         // group delay
         let mut ch = ChartBuilder::on(&areas[i * 3 + 2])
             .caption(format!("{title}group delay (ms)"), ("sans-serif", 16))
