@@ -8,11 +8,13 @@
 //! - [`distortion`]: harmonic impulse responses at negative times, THD per harmonic.
 //! - [`arrival`]: arrival time of an impulse response, sub-sample.
 //! - [`response`]: frequency-dependent windowed magnitude response, averaging, 1/N-octave smoothing.
-//! - [`correction`]: cut-only correction against a target curve; per-channel delays and trims.
+//! - [`correction`]: cut-only correction against a target curve.
+//! - [`alignment`]: per-channel delays and level trims.
 //! - [`calibration`]: miniDSP/UMIK-1 calibration files, mic sensitivity to absolute SPL.
 //!
 //! See docs/measurement.md for the theory and the data formats.
 
+pub mod alignment;
 pub mod arrival;
 pub mod calibration;
 pub mod correction;
