@@ -38,7 +38,10 @@ pub fn align(channels: &[ChannelMeasurement]) -> Result<Vec<ChannelAlignment>> {
             c.channel
         )));
     }
-    let latest = channels.iter().map(|c| c.arrival_s).fold(f64::MIN, f64::max);
+    let latest = channels
+        .iter()
+        .map(|c| c.arrival_s)
+        .fold(f64::MIN, f64::max);
     let quietest = channels.iter().map(|c| c.level_db).fold(f64::MAX, f64::min);
     Ok(channels
         .iter()
@@ -75,7 +78,10 @@ mod tests {
         ];
         let a = align(&m).unwrap();
         for (x, (d, t)) in a.iter().zip([(0.0025, -3.5), (0.0, 0.0), (0.0085, -2.5)]) {
-            assert!((x.delay_s - d).abs() < 1e-12 && (x.trim_db - t).abs() < 1e-12, "{x:?}");
+            assert!(
+                (x.delay_s - d).abs() < 1e-12 && (x.trim_db - t).abs() < 1e-12,
+                "{x:?}"
+            );
         }
         // Aligned arrivals coincide.
         for (x, c) in a.iter().zip(&m) {

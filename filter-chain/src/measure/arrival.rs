@@ -40,14 +40,12 @@ pub fn arrival(ir: &ImpulseResponse, from: isize, to: isize) -> Result<Arrival> 
     }
     let value = |t: f64| interpolate(ir, t);
     // Golden-section search for max |h| within one sample either side.
-    let (mut a, mut b) = (index as f64 - 1.0, index as f64 + 1.0);
     // Start from a 1/8-sample grid so the search brackets the true maximum.
     let best = (0..=16)
-        .map(|i| a + i as f64 / 8.0)
+        .map(|i| index as f64 - 1.0 + i as f64 / 8.0)
         .max_by(|&x, &y| value(x).abs().total_cmp(&value(y).abs()))
         .unwrap_or(index as f64);
-    a = best - 0.125;
-    b = best + 0.125;
+    let (mut a, mut b) = (best - 0.125, best + 0.125);
     let g = (5f64.sqrt() - 1.0) / 2.0;
     let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
     for _ in 0..40 {
@@ -70,7 +68,11 @@ pub fn arrival(ir: &ImpulseResponse, from: isize, to: isize) -> Result<Arrival> 
 
 /// Arrival by a parabola through the peak and its neighbours (kept for comparison).
 pub fn parabolic(ir: &ImpulseResponse, index: isize) -> f64 {
-    let (l, c, r) = (ir.at(index - 1).abs(), ir.at(index).abs(), ir.at(index + 1).abs());
+    let (l, c, r) = (
+        ir.at(index - 1).abs(),
+        ir.at(index).abs(),
+        ir.at(index + 1).abs(),
+    );
     let den = l - 2.0 * c + r;
     if den == 0.0 {
         index as f64
@@ -149,9 +151,14 @@ mod tests {
             assert!(a.peak < 0.0, "polarity lost");
             assert!((a.seconds * 48_000.0 - a.samples).abs() < 1e-9);
         }
-        eprintln!("fractional delay error: sinc {worst_sinc:.4}, parabola {worst_parabola:.4} samples");
+        eprintln!(
+            "fractional delay error: sinc {worst_sinc:.4}, parabola {worst_parabola:.4} samples"
+        );
         assert!(worst_sinc < 0.01, "{worst_sinc}");
-        assert!(worst_parabola > worst_sinc, "the refinement must beat a parabola");
+        assert!(
+            worst_parabola > worst_sinc,
+            "the refinement must beat a parabola"
+        );
     }
 
     #[test]
@@ -165,7 +172,10 @@ mod tests {
         let x = p.generate().unwrap();
         let d = 731.37;
         let mut h = fractional_impulse(3000, d, 0.5, 64);
-        for (i, v) in fractional_impulse(3000, d + 400.6, 0.3, 64).iter().enumerate() {
+        for (i, v) in fractional_impulse(3000, d + 400.6, 0.3, 64)
+            .iter()
+            .enumerate()
+        {
             h[i] += v;
         }
         let y = convolve(&x, &h);

@@ -34,7 +34,7 @@ impl TargetTable {
     pub fn new(points: Vec<(f64, f64)>) -> Result<Self> {
         if points.is_empty()
             || points.windows(2).any(|w| w[1].0 <= w[0].0)
-            || points.iter().any(|p| !(p.0 > 0.0) || !p.1.is_finite())
+            || points.iter().any(|p| p.0.is_nan() || p.0 <= 0.0 || !p.1.is_finite())
         {
             return Err(MeasureError::Invalid(
                 "target table needs ascending positive frequencies and finite dB".into(),
@@ -104,7 +104,9 @@ impl CorrectionParams {
         if ok {
             Ok(())
         } else {
-            Err(MeasureError::Invalid(format!("correction parameters {self:?}")))
+            Err(MeasureError::Invalid(format!(
+                "correction parameters {self:?}"
+            )))
         }
     }
 }

@@ -79,11 +79,15 @@ pub fn extract(ir: &ImpulseResponse, w: &HarmonicWindow) -> Vec<f64> {
     for (i, v) in seg.iter_mut().enumerate() {
         let mut g = 1.0;
         if i < rise {
-            g *= (std::f64::consts::PI * i as f64 / (2.0 * rise as f64)).sin().powi(2);
+            g *= (std::f64::consts::PI * i as f64 / (2.0 * rise as f64))
+                .sin()
+                .powi(2);
         }
         if i + fall > n {
             let j = (n - i) as f64;
-            g *= (std::f64::consts::PI * j / (2.0 * fall as f64)).sin().powi(2);
+            g *= (std::f64::consts::PI * j / (2.0 * fall as f64))
+                .sin()
+                .powi(2);
         }
         *v *= g;
     }
@@ -133,7 +137,9 @@ pub fn harmonic_levels(
         let b = b.min(p.len() - 1);
         (a <= b).then(|| p[a..=b].iter().sum::<f64>() / (b - a + 1) as f64)
     };
-    let f_ok = |f: f64| f * 2f64.powf(-1.0 / 6.0) >= sweep.start_hz && f * 2f64.powf(1.0 / 6.0) <= sweep.end_hz;
+    let f_ok = |f: f64| {
+        f * 2f64.powf(-1.0 / 6.0) >= sweep.start_hz && f * 2f64.powf(1.0 / 6.0) <= sweep.end_hz
+    };
     Ok((2..=max_order)
         .map(|k| HarmonicLevel {
             order: k,
@@ -206,7 +212,9 @@ mod tests {
         // -100 dBFS of deterministic pseudo-noise.
         let mut s = 12345u64;
         for v in &mut y {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *v += 1e-5 * ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5);
         }
         let ir = deconvolve(&y, &x, 48_000.0, (p.start_hz, p.end_hz)).unwrap();

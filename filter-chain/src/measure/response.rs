@@ -45,7 +45,11 @@ pub fn interpolate_log(xs: &[f64], ys: &[f64], x: f64) -> f64 {
         Some(0) => ys.first().copied().unwrap_or(0.0),
         Some(i) => {
             let (x0, x1) = (xs[i - 1].ln(), xs[i].ln());
-            let u = if x1 > x0 { (x.ln() - x0) / (x1 - x0) } else { 0.0 };
+            let u = if x1 > x0 {
+                (x.ln() - x0) / (x1 - x0)
+            } else {
+                0.0
+            };
             ys[i - 1] + u * (ys[i] - ys[i - 1])
         }
     }
@@ -170,7 +174,7 @@ pub fn power_average(responses: &[Response]) -> Result<Response> {
 /// 1/N-octave smoothing: each point becomes the power average of the points within
 /// `+-1/(2N)` octave of it. The grid should have several points per `1/N` octave.
 pub fn smooth(r: &Response, n: f64) -> Result<Response> {
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         return Err(MeasureError::Invalid(format!("smoothing 1/{n} octave")));
     }
     let half = 2f64.powf(1.0 / (2.0 * n));
@@ -184,7 +188,9 @@ pub fn smooth(r: &Response, n: f64) -> Result<Response> {
                 .iter()
                 .zip(&r.db)
                 .filter(|(g, _)| (lo..=hi).contains(*g))
-                .fold((0.0, 0usize), |(s, c), (_, d)| (s + 10f64.powf(d / 10.0), c + 1));
+                .fold((0.0, 0usize), |(s, c), (_, d)| {
+                    (s + 10f64.powf(d / 10.0), c + 1)
+                });
             10.0 * (s / c.max(1) as f64).log10()
         })
         .collect();
@@ -222,7 +228,10 @@ mod tests {
     fn short_windows_hide_a_late_reflection_at_high_frequencies_only() {
         let mut h = fractional_impulse(48_000, 1000.0, 1.0, 64);
         // A reflection 10 ms later at -6 dB.
-        for (a, b) in h.iter_mut().zip(fractional_impulse(48_000, 1480.0, 0.5, 64)) {
+        for (a, b) in h
+            .iter_mut()
+            .zip(fractional_impulse(48_000, 1480.0, 0.5, 64))
+        {
             *a += b;
         }
         let h = ir(h);
@@ -239,7 +248,11 @@ mod tests {
             v.iter().cloned().fold(f64::MIN, f64::max) - v.iter().cloned().fold(f64::MAX, f64::min)
         };
         // Above 1.5 kHz the window (<10 ms) ends before the reflection: flat.
-        assert!(spread(2_000.0, 16_000.0) < 0.2, "{}", spread(2_000.0, 16_000.0));
+        assert!(
+            spread(2_000.0, 16_000.0) < 0.2,
+            "{}",
+            spread(2_000.0, 16_000.0)
+        );
         // At low frequencies the comb (+3.5 / -6 dB) shows.
         assert!(spread(50.0, 300.0) > 6.0, "{}", spread(50.0, 300.0));
     }
@@ -256,7 +269,10 @@ mod tests {
             db: vec![db(0.5); f.len()],
         };
         let avg = power_average(&[a.clone(), b]).unwrap();
-        assert!(avg.db.iter().all(|d| (d - 10.0 * 0.625f64.log10()).abs() < 1e-9));
+        assert!(avg
+            .db
+            .iter()
+            .all(|d| (d - 10.0 * 0.625f64.log10()).abs() < 1e-9));
         // A one-point -20 dB notch: 1/3-octave smoothing (17 points) makes it shallow;
         // a flat response stays flat.
         let mut notch = a.clone();

@@ -73,10 +73,7 @@ impl SweepParams {
             ));
         }
         if !(self.duration_s > 0.0 && self.duration_s <= 600.0) {
-            return bad(format!(
-                "duration_s {} outside (0, 600]",
-                self.duration_s
-            ));
+            return bad(format!("duration_s {} outside (0, 600]", self.duration_s));
         }
         if !(self.fade_in_s >= 0.0
             && self.fade_out_s >= 0.0

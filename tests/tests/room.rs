@@ -1,0 +1,231 @@
+//! The simulated room on the real stack: a sweep played into a speaker channel of the mock
+//! interface, convolved by the room's filter-chain, captured from the mock mic together with the
+//! speaker's monitor as the timing reference, deconvolved and analysed with `mugge-filter-chain`'s
+//! measure module, and checked against the room's known impulse responses.
+
+use mugge_filter_chain::measure::alignment::{align, ChannelMeasurement};
+use mugge_filter_chain::measure::arrival::arrival;
+use mugge_filter_chain::measure::correction::{cut_only, CorrectionParams};
+use mugge_filter_chain::measure::deconvolve::{deconvolve, ImpulseResponse};
+use mugge_filter_chain::measure::response::{log_frequencies, windowed, WindowSpec};
+use mugge_filter_chain::measure::sweep::SweepParams;
+use mugge_testkit::room::RoomSpec;
+use mugge_testkit::{Stack, HW_OUT, MIC};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(10);
+
+struct Capture {
+    mic: Vec<f64>,
+    reference: Vec<f64>,
+}
+
+/// Plays `sweep` into speaker channel `ch` and records the mic and that channel's monitor in one
+/// stream, so both share every graph cycle.
+fn measure_channel(stack: &Stack, sweep: &SweepParams, ch: usize, tail: usize) -> Capture {
+    let rec = stack.record(&format!("measure-rec-{ch}"), 2).unwrap();
+    stack
+        .link(&format!("{MIC}:capture_MONO"), &rec.port(1))
+        .unwrap();
+    stack
+        .link(&format!("{HW_OUT}:monitor_AUX{}", ch - 1), &rec.port(2))
+        .unwrap();
+    stack
+        .wait_for_link(&format!("{MIC}:capture_MONO"), &rec.port(1), T)
+        .unwrap();
+    // pw-play holds back the last partial block of its input while the pipe stays open, so
+    // the sweep is followed by silence (as the generator's would be).
+    let samples: Vec<f32> = sweep
+        .generate()
+        .unwrap()
+        .iter()
+        .map(|&v| v as f32)
+        .chain(std::iter::repeat_n(0.0, 4_800))
+        .collect();
+    let player = stack
+        .play(&format!("measure-sweep-{ch}"), 1, samples)
+        .unwrap();
+    let start = rec.frames();
+    stack
+        .link(&player.port(1), &format!("{HW_OUT}:playback_AUX{}", ch - 1))
+        .unwrap();
+    // Sweep + room tail + a second of slack for link set-up; bounded by the timeout.
+    rec.wait_frames(
+        start + sweep.len() + tail + 48_000,
+        Duration::from_secs_f64(sweep.duration_s + 20.0),
+    )
+    .unwrap();
+    drop(player);
+    let mut ch = rec.stop();
+    let reference = ch.pop().unwrap().iter().map(|&v| f64::from(v)).collect();
+    let mic = ch.pop().unwrap().iter().map(|&v| f64::from(v)).collect();
+    Capture { mic, reference }
+}
+
+/// The first sample of the played sweep inside the reference, and a check that the reference is
+/// exactly the sweep that was generated (the signal deconvolved is the signal that played).
+fn check_reference(reference: &[f64], sweep: &SweepParams) -> usize {
+    let want = sweep.generate().unwrap();
+    // The sweep fades in from exactly 0: it starts within a few samples of the first non-zero.
+    let nz = reference
+        .iter()
+        .position(|v| *v != 0.0)
+        .expect("the reference stayed silent: the sweep never played");
+    let diff = |first: usize| {
+        want.iter()
+            .zip(&reference[first..])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    };
+    let (first, worst) = (nz.saturating_sub(4)..=nz + 64)
+        .map(|f| (f, diff(f)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    if worst >= 1e-6 {
+        let (i, _) = want
+            .iter()
+            .zip(&reference[first..])
+            .enumerate()
+            .find(|(_, (a, b))| (*a - *b).abs() >= 1e-6)
+            .unwrap();
+        panic!(
+            "reference differs from the sweep by {worst} (first at sweep sample {i} of {}): {:?} vs {:?}",
+            want.len(),
+            &want[i..i + 4],
+            &reference[first + i..first + i + 4]
+        );
+    }
+    first
+}
+
+/// The mock hardware's own loopback latency (speaker monitor -> mic input -> mic capture),
+/// measured the same way through speaker channel 8, which the room does not use. A real
+/// interface has converter latency in the same place; the loop measures it once per session.
+fn loopback_latency(stack: &Stack, sweep: &SweepParams) -> f64 {
+    stack
+        .link(
+            &format!("{HW_OUT}:monitor_AUX7"),
+            &format!("{MIC}:input_MONO"),
+        )
+        .unwrap();
+    let cap = measure_channel(stack, sweep, 8, 4_800);
+    check_reference(&cap.reference, sweep);
+    let ir = deconvolve(
+        &cap.mic,
+        &cap.reference,
+        48_000.0,
+        (sweep.start_hz, sweep.end_hz),
+    )
+    .unwrap();
+    let a = arrival(&ir, 0, 48_000).unwrap();
+    // Whole cycles of the graph: an integer number of samples, gain 1 (a band-limited impulse
+    // of the sweep's 22 kHz bandwidth peaks at 22/24).
+    assert!(
+        (a.samples - a.samples.round()).abs() < 0.01 && (a.peak - 22.0 / 24.0).abs() < 0.01,
+        "loopback {a:?}"
+    );
+    a.samples.round()
+}
+
+#[test]
+fn simulated_room_measures_back_its_delays_and_responses() {
+    let stack = Stack::builder().quantum(256).start().unwrap();
+    let mut spec = RoomSpec::example(2);
+    spec.noise_dbfs = Some(-80.0);
+    let sweep = SweepParams {
+        start_hz: 10.0,
+        end_hz: 22_000.0,
+        duration_s: 5.0,
+        ..SweepParams::default()
+    };
+    let loopback = loopback_latency(&stack, &sweep);
+    eprintln!("mock hardware loopback latency: {loopback} samples (quantum 256)");
+    let room = stack.room(&spec).unwrap();
+    let freqs = log_frequencies(30.0, 16_000.0, 24);
+    let window = WindowSpec::default();
+    let mut channels = Vec::new();
+    let mut responses = Vec::new();
+    for (i, speaker) in spec.speakers.iter().enumerate() {
+        let cap = measure_channel(&stack, &sweep, speaker.channel, spec.ir_len);
+        let first = check_reference(&cap.reference, &sweep);
+        assert!(
+            cap.mic.iter().skip(first).any(|v| v.abs() > 1e-3),
+            "the mic heard nothing; room log:\n{}",
+            stack.log("room")
+        );
+        let ir = deconvolve(
+            &cap.mic,
+            &cap.reference,
+            48_000.0,
+            (sweep.start_hz, sweep.end_hz),
+        )
+        .unwrap();
+        let mut got = arrival(&ir, 0, 48_000).unwrap();
+        got.samples -= loopback;
+        got.seconds = got.samples / 48_000.0;
+        let truth = ImpulseResponse {
+            samples: room.irs[i].iter().map(|&v| f64::from(v)).collect(),
+            rate: 48_000.0,
+        };
+        let want = arrival(&truth, 0, spec.ir_len as isize).unwrap();
+        eprintln!(
+            "channel {}: arrival measured {:.4} samples, simulated delay {:.4}, peak of the \
+             simulated IR {:.4} (error {:+.4} / {:+.4} samples)",
+            speaker.channel,
+            got.samples,
+            speaker.delay_samples,
+            want.samples,
+            got.samples - speaker.delay_samples,
+            got.samples - want.samples
+        );
+        assert!(
+            (got.samples - speaker.delay_samples).abs() < 1.0,
+            "channel {}: {} vs {}",
+            speaker.channel,
+            got.samples,
+            speaker.delay_samples
+        );
+        let measured = windowed(&ir, got.samples + loopback, &freqs, &window).unwrap();
+        let simulated = windowed(&truth, want.samples, &freqs, &window).unwrap();
+        let (worst_f, worst) = freqs
+            .iter()
+            .zip(measured.db.iter().zip(&simulated.db))
+            .map(|(f, (m, s))| (*f, m - s))
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .unwrap();
+        eprintln!(
+            "channel {}: response 30 Hz..16 kHz ({} points, 1/24 octave, {}-cycle window) \
+             worst deviation {worst:+.3} dB at {worst_f:.0} Hz",
+            speaker.channel,
+            freqs.len(),
+            window.cycles
+        );
+        assert!(worst.abs() <= 0.5, "{worst} dB at {worst_f} Hz");
+        channels.push(ChannelMeasurement {
+            channel: speaker.channel,
+            arrival_s: got.seconds,
+            level_db: measured.band_level(500.0, 2_000.0).unwrap(),
+        });
+        responses.push(measured);
+    }
+    // The measured set turns into delays that align both speakers and a cut-only correction.
+    let a = align(&channels).unwrap();
+    let aligned: Vec<f64> = a
+        .iter()
+        .zip(&channels)
+        .map(|(x, c)| (c.arrival_s + x.delay_s) * 48_000.0)
+        .collect();
+    assert!((aligned[0] - aligned[1]).abs() < 1e-6, "{aligned:?}");
+    let true_gap = spec.speakers[1].delay_samples - spec.speakers[0].delay_samples;
+    assert!(
+        (a[0].delay_s * 48_000.0 - true_gap).abs() < 0.1,
+        "delay {} samples vs {true_gap}",
+        a[0].delay_s * 48_000.0
+    );
+    for r in &responses {
+        let c = cut_only(r, &|_f: f64| 0.0, &CorrectionParams::default()).unwrap();
+        assert!(c.max_gain() <= 1.0);
+        // The simulated 67-68 Hz mode (+9 dB) is cut.
+        assert!(c.gain_at(68.0) < 0.7, "68 Hz gain {}", c.gain_at(68.0));
+    }
+}
