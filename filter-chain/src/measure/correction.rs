@@ -34,7 +34,9 @@ impl TargetTable {
     pub fn new(points: Vec<(f64, f64)>) -> Result<Self> {
         if points.is_empty()
             || points.windows(2).any(|w| w[1].0 <= w[0].0)
-            || points.iter().any(|p| p.0.is_nan() || p.0 <= 0.0 || !p.1.is_finite())
+            || points
+                .iter()
+                .any(|p| p.0.is_nan() || p.0 <= 0.0 || !p.1.is_finite())
         {
             return Err(MeasureError::Invalid(
                 "target table needs ascending positive frequencies and finite dB".into(),
