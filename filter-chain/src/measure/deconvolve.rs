@@ -6,8 +6,16 @@
 //! there) and rises smoothly to `max |X|^2` over a third of an octave outside it, so out-of-band
 //! noise is not amplified. Dividing by the captured reference rather than by the analytic sweep
 //! makes the result independent of fades, level and any sample the generator may have changed.
+//!
+//! Below the band the response is limited by a *causal* (minimum-phase, 4th-order Butterworth)
+//! high-pass at `f1 / 2`, evaluated as a frequency response, instead of by the zero-phase
+//! regularisation: a zero-phase band-limit rings before the arrival for tens of milliseconds,
+//! and the short lead-in of a frequency-dependent window would cut that ringing off and bend the
+//! response by a few tenths of a dB up to ~1 kHz. Above the band the regularisation ramp stays
+//! (its ringing is sub-millisecond).
 
 use super::{spectrum, MeasureError, Result};
+use realfft::num_complex::Complex64;
 
 /// Inside the band, `eps = REG_IN * max |X|^2` (-100 dB): exact where the sweep has energy.
 const REG_IN: f64 = 1e-10;
@@ -78,8 +86,9 @@ pub fn deconvolve(
         .zip(&y)
         .enumerate()
         .map(|(k, (xk, yk))| {
-            let eps = pmax * (REG_IN + out_of_band(k as f64 * bin_hz, band));
-            yk * xk.conj() / (xk.norm_sqr() + eps)
+            let f = k as f64 * bin_hz;
+            let eps = pmax * (REG_IN + above_band(f, band.1));
+            yk * xk.conj() / (xk.norm_sqr() + eps) * highpass(f, band.0 / 2.0)
         })
         .collect();
     Ok(ImpulseResponse {
@@ -88,20 +97,24 @@ pub fn deconvolve(
     })
 }
 
-/// 0 inside the band, rising as a raised cosine (in log frequency) to 1 over `RAMP_OCT` outside.
-fn out_of_band(f: f64, (lo, hi): (f64, f64)) -> f64 {
-    let oct = if f < lo {
-        if f <= 0.0 {
-            return 1.0;
-        }
-        (lo / f).log2()
-    } else if f > hi {
-        (f / hi).log2()
-    } else {
+/// 0 up to `hi`, rising as a raised cosine (in log frequency) to 1 over `RAMP_OCT` above it.
+fn above_band(f: f64, hi: f64) -> f64 {
+    if f <= hi {
         return 0.0;
-    };
-    let x = (oct / RAMP_OCT).min(1.0);
+    }
+    let x = ((f / hi).log2() / RAMP_OCT).min(1.0);
     0.5 - 0.5 * (std::f64::consts::PI * x).cos()
+}
+
+/// Frequency response of a 4th-order Butterworth high-pass at `fc` (analysis only: it shapes
+/// the deconvolved response below the sweep, it never runs on a signal).
+fn highpass(f: f64, fc: f64) -> Complex64 {
+    let s = Complex64::new(0.0, f / fc);
+    // Butterworth: (s^2 + 0.7654 s + 1)(s^2 + 1.8478 s + 1).
+    let q1 = 2.0 * (std::f64::consts::PI / 8.0).cos();
+    let q2 = 2.0 * (3.0 * std::f64::consts::PI / 8.0).cos();
+    let den = (s * s + q2 * s + 1.0) * (s * s + q1 * s + 1.0);
+    s.powi(4) / den
 }
 
 #[cfg(test)]

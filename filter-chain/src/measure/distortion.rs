@@ -98,7 +98,8 @@ pub fn extract(ir: &ImpulseResponse, w: &HarmonicWindow) -> Vec<f64> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HarmonicLevel {
     pub order: usize,
-    /// (fundamental Hz, dB re fundamental); only where `k f0` is inside the sweep band.
+    /// (fundamental Hz, dB re fundamental); only where `f0` and `k f0` lie half an octave
+    /// inside the sweep band.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -137,8 +138,10 @@ pub fn harmonic_levels(
         let b = b.min(p.len() - 1);
         (a <= b).then(|| p[a..=b].iter().sum::<f64>() / (b - a + 1) as f64)
     };
+    // Half an octave clear of the sweep's ends, where fades and band limits bend the levels.
     let f_ok = |f: f64| {
-        f * 2f64.powf(-1.0 / 6.0) >= sweep.start_hz && f * 2f64.powf(1.0 / 6.0) <= sweep.end_hz
+        f * 2f64.powf(-1.0 / 6.0) >= sweep.start_hz * 2f64.sqrt()
+            && f * 2f64.powf(1.0 / 6.0) <= sweep.end_hz / 2f64.sqrt()
     };
     Ok((2..=max_order)
         .map(|k| HarmonicLevel {

@@ -11,10 +11,12 @@
 //! - [`correction`]: cut-only correction against a target curve.
 //! - [`alignment`]: per-channel delays and level trims.
 //! - [`calibration`]: miniDSP/UMIK-1 calibration files, mic sensitivity to absolute SPL.
+//! - [`analysis`]: the above in one call per channel.
 //!
 //! See docs/measurement.md for the theory and the data formats.
 
 pub mod alignment;
+pub mod analysis;
 pub mod arrival;
 pub mod calibration;
 pub mod correction;
