@@ -257,6 +257,47 @@ pub struct Room {
     _noise: Option<Player>,
 }
 
+impl Room {
+    /// Scales every speaker path by `gain` (linear) at run time through the mixer's `Gain N`
+    /// controls: a sudden change of the room, e.g. the +20 dB jump (`gain = 10`) the safety
+    /// layer must catch.
+    pub fn set_gain(&self, stack: &Stack, gain: f64) -> Result<()> {
+        if !(gain.is_finite() && gain >= 0.0) {
+            bail!("room gain {gain} must be finite and >= 0");
+        }
+        let g = stack.dump()?;
+        let node = g
+            .node(ROOM_IN)
+            .with_context(|| format!("{ROOM_IN} is gone"))?;
+        let params = (1..=self.spec.speakers.len())
+            .map(|i| format!("\"mix:Gain {i}\" {gain}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        stack
+            .pw_cli(&[
+                "set-param",
+                &node.id.to_string(),
+                "Props",
+                &format!("{{ params = [ {params} ] }}"),
+            ])
+            .map(|_| ())
+    }
+
+    /// Unlinks the room from the mic's input, as if the mic cable were pulled.
+    pub fn disconnect_mic(&self, stack: &Stack) -> Result<()> {
+        stack
+            .run(
+                "pw-link",
+                &[
+                    "-d",
+                    &format!("{ROOM_OUT}:output_MONO"),
+                    &format!("{MIC}:input_MONO"),
+                ],
+            )
+            .map(|_| ())
+    }
+}
+
 impl Stack {
     /// Starts the simulated room and links it between the speaker monitors and the mic input.
     pub fn room(&self, spec: &RoomSpec) -> Result<Room> {

@@ -250,3 +250,56 @@ fn simulated_room_measures_back_its_delays_and_responses() {
         assert!(c.gain_at(68.0) < 0.7, "68 Hz gain {}", c.gain_at(68.0));
     }
 }
+
+/// RMS level in dBFS of the last `n` samples.
+fn tail_dbfs(x: &[f32], n: usize) -> f64 {
+    let t = &x[x.len().saturating_sub(n)..];
+    let p = t.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / t.len().max(1) as f64;
+    10.0 * p.max(1e-30).log10()
+}
+
+/// The room's run-time controls the safety tests need: a +20 dB jump shows at the mic as
+/// +20 dB, and pulling the mic leaves silence.
+#[test]
+fn simulated_room_gain_jump_and_mic_disconnect_reach_the_mic() {
+    let stack = Stack::builder().quantum(QUANTUM).start().unwrap();
+    let mut spec = RoomSpec::example(1);
+    spec.speakers[0].modes.clear();
+    let room = stack.room(&spec).unwrap();
+    let rec = stack.record("room-level", 1).unwrap();
+    stack
+        .link(&format!("{MIC}:capture_MONO"), &rec.port(1))
+        .unwrap();
+    // 1 kHz at -20 dBFS for 30 s into speaker 1.
+    let tone: Vec<f32> = (0..30 * 48_000)
+        .map(|i| (0.1 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 48_000.0).sin()) as f32)
+        .collect();
+    let player = stack.play("room-tone", 1, tone).unwrap();
+    stack
+        .link(&player.port(1), &format!("{HW_OUT}:playback_AUX0"))
+        .unwrap();
+    let block = 9_600;
+    // A steady level: two consecutive blocks within 0.1 dB inside the range (bounded wait).
+    let steady = |min_db: f64, max_db: f64, what: &str| -> f64 {
+        let start = std::time::Instant::now();
+        let mut last = f64::NAN;
+        loop {
+            let n = rec.frames();
+            rec.wait_frames(n + block, T).unwrap();
+            let l = tail_dbfs(&rec.snapshot()[0], block);
+            if (min_db..=max_db).contains(&l) && (l - last).abs() < 0.1 {
+                return l;
+            }
+            last = l;
+            assert!(start.elapsed() < T, "{what}: level at {l:.1} dBFS");
+        }
+    };
+    let before = steady(-60.0, -10.0, "the tone through the room");
+    room.set_gain(&stack, 10.0).unwrap();
+    let after = steady(before + 15.0, 0.0, "the +20 dB jump");
+    eprintln!("room gain jump: {before:.2} dBFS -> {after:.2} dBFS");
+    assert!((after - before - 20.0).abs() < 0.1, "{before} -> {after}");
+    room.disconnect_mic(&stack).unwrap();
+    let silent = steady(-400.0, -200.0, "silence after the mic was unlinked");
+    eprintln!("mic unlinked: {silent:.0} dBFS");
+}
