@@ -11,8 +11,8 @@
 //!
 //! This is real convolution in the real graph; the Butterworth roll-off below is a recursion
 //! used only to *synthesise* the room's impulse responses (the acoustic world), never on mugge's
-//! signal path. A nonlinearity cannot live inside a convolver, so distortion is covered by the
-//! analysis' unit tests on synthetic systems instead.
+//! signal path. An optional static nonlinearity (`x + a2 x^2 + a3 x^3`, from the filter graph's
+//! `mult` and `mixer` builtins) runs before a speaker's convolver: a driver's distortion.
 
 use crate::audio::Player;
 use crate::process::ChildGuard;
@@ -61,6 +61,30 @@ pub struct SpeakerPath {
     pub highpass_hz: Option<f64>,
     pub modes: Vec<Mode>,
     pub reflections: Vec<Reflection>,
+    /// A static nonlinearity before the path (a driver's distortion), run in the graph.
+    pub nonlinearity: Option<Nonlinearity>,
+}
+
+/// `y = x + a2 x^2 + a3 x^3`, built from the filter graph's `mult` and `mixer` builtins. For
+/// `x = A sin`, the second harmonic is `a2 A^2 / 2` and the third `a3 A^3 / 4` (fundamental
+/// `A (1 + 3/4 a3 A^2)`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Nonlinearity {
+    pub a2: f64,
+    pub a3: f64,
+}
+
+impl Nonlinearity {
+    /// Level of harmonic `k` (2 or 3) relative to the fundamental for a sine of peak `amp`, dB.
+    pub fn harmonic_db(&self, k: usize, amp: f64) -> f64 {
+        let fund = amp * (1.0 + 0.75 * self.a3 * amp * amp);
+        let h = match k {
+            2 => self.a2 * amp * amp / 2.0,
+            3 => self.a3 * amp * amp * amp / 4.0,
+            _ => 0.0,
+        };
+        20.0 * (h.abs() / fund).max(1e-20).log10()
+    }
 }
 
 /// The whole room.
@@ -116,6 +140,7 @@ impl RoomSpec {
                             gain: 0.25,
                         },
                     ],
+                    nonlinearity: None,
                 })
                 .collect(),
             ir_len: 24_000,
@@ -184,7 +209,7 @@ impl RoomSpec {
         let mut nodes = String::new();
         let mut links = String::new();
         let mut inputs = Vec::new();
-        for (i, wav) in wavs.iter().enumerate() {
+        for (i, (wav, sp)) in wavs.iter().zip(&self.speakers).enumerate() {
             nodes.push_str(&format!(
                 "                    {{ type = builtin name = sp{i} label = convolver config = {{ filename = \"{}\" }} }}\n",
                 wav.display()
@@ -193,7 +218,40 @@ impl RoomSpec {
                 "                    {{ output = \"sp{i}:Out\" input = \"mix:In {}\" }}\n",
                 i + 1
             ));
-            inputs.push(format!("\"sp{i}:In\""));
+            match sp.nonlinearity {
+                None => inputs.push(format!("\"sp{i}:In\"")),
+                Some(nl) => {
+                    // x -> copy; x^2 = x * x; x^3 = x^2 * x; x + a2 x^2 + a3 x^3 -> convolver.
+                    for node in [
+                        format!("name = sp{i}_x label = copy"),
+                        format!("name = sp{i}_x2 label = mult"),
+                        format!("name = sp{i}_x3 label = mult"),
+                        format!(
+                            "name = sp{i}_nl label = mixer control = {{ \"Gain 1\" = 1.0 \"Gain 2\" = {} \"Gain 3\" = {} }}",
+                            nl.a2, nl.a3
+                        ),
+                    ] {
+                        nodes.push_str(&format!("                    {{ type = builtin {node} }}\n"));
+                    }
+                    for (out, inp) in [
+                        ("x:Out", "x2:In 1"),
+                        ("x:Out", "x2:In 2"),
+                        ("x2:Out", "x3:In 1"),
+                        ("x:Out", "x3:In 2"),
+                        ("x:Out", "nl:In 1"),
+                        ("x2:Out", "nl:In 2"),
+                        ("x3:Out", "nl:In 3"),
+                    ] {
+                        links.push_str(&format!(
+                            "                    {{ output = \"sp{i}_{out}\" input = \"sp{i}_{inp}\" }}\n"
+                        ));
+                    }
+                    links.push_str(&format!(
+                        "                    {{ output = \"sp{i}_nl:Out\" input = \"sp{i}:In\" }}\n"
+                    ));
+                    inputs.push(format!("\"sp{i}_x:In\""));
+                }
+            }
         }
         let positions = (0..n)
             .map(|i| format!("AUX{i}"))
@@ -466,6 +524,25 @@ mod tests {
         ] {
             assert!(conf.contains(needle), "missing {needle}:\n{conf}");
         }
+    }
+
+    #[test]
+    fn a_nonlinear_speaker_gets_its_polynomial_in_the_graph() {
+        let mut spec = RoomSpec::example(1);
+        spec.speakers[0].nonlinearity = Some(Nonlinearity { a2: 0.2, a3: 1.5 });
+        let conf = spec.filter_chain_conf(&[PathBuf::from("/x/a.wav")]);
+        for needle in [
+            "name = sp0_x2 label = mult",
+            "name = sp0_x3 label = mult",
+            "\"Gain 2\" = 0.2 \"Gain 3\" = 1.5",
+            "{ output = \"sp0_x2:Out\" input = \"sp0_x3:In 1\" }",
+            "{ output = \"sp0_nl:Out\" input = \"sp0:In\" }",
+            "inputs  = [ \"sp0_x:In\" ]",
+        ] {
+            assert!(conf.contains(needle), "missing {needle}:\n{conf}");
+        }
+        let nl = Nonlinearity { a2: 0.2, a3: 0.0 };
+        assert!((nl.harmonic_db(2, 0.1) - 20.0 * 0.01f64.log10()).abs() < 1e-9);
     }
 
     #[test]

@@ -7,9 +7,10 @@ use mugge_filter_chain::measure::alignment::{align, ChannelMeasurement};
 use mugge_filter_chain::measure::arrival::arrival;
 use mugge_filter_chain::measure::correction::{cut_only, CorrectionParams};
 use mugge_filter_chain::measure::deconvolve::{deconvolve, ImpulseResponse};
+use mugge_filter_chain::measure::distortion::harmonic_levels;
 use mugge_filter_chain::measure::response::{log_frequencies, windowed, WindowSpec};
 use mugge_filter_chain::measure::sweep::SweepParams;
-use mugge_testkit::room::RoomSpec;
+use mugge_testkit::room::{Nonlinearity, RoomSpec};
 use mugge_testkit::{Stack, HW_OUT, MIC};
 use std::time::Duration;
 
@@ -302,4 +303,78 @@ fn simulated_room_gain_jump_and_mic_disconnect_reach_the_mic() {
     room.disconnect_mic(&stack).unwrap();
     let silent = steady(-400.0, -200.0, "silence after the mic was unlinked");
     eprintln!("mic unlinked: {silent:.0} dBFS");
+}
+
+/// Band power of `h` over a third of an octave around `f` (the bands `harmonic_levels` uses).
+fn band_power(h: &[f64], f: f64) -> f64 {
+    let n = 1 << 16;
+    let mut planner = realfft::RealFftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(n);
+    let mut a = vec![0.0; n];
+    a[..h.len()].copy_from_slice(h);
+    let mut s = fft.make_output_vec();
+    fft.process(&mut a, &mut s).unwrap();
+    let bin = 48_000.0 / n as f64;
+    let lo = (f * 2f64.powf(-1.0 / 6.0) / bin).ceil() as usize;
+    let hi = (f * 2f64.powf(1.0 / 6.0) / bin).floor() as usize;
+    s[lo..=hi].iter().map(|c| c.norm_sqr()).sum::<f64>() / (hi - lo + 1) as f64
+}
+
+/// A driver's 2nd and 3rd harmonic distortion, computed in the graph (`mult` + `mixer` before
+/// the convolver), is reported within 1 dB by the harmonic separation of one sweep.
+#[test]
+fn simulated_room_distortion_is_reported_per_harmonic() {
+    let stack = Stack::builder().quantum(QUANTUM).start().unwrap();
+    let mut spec = RoomSpec::example(1);
+    spec.speakers[0].modes.clear();
+    spec.speakers[0].reflections.clear();
+    let nl = Nonlinearity { a2: 0.2, a3: 1.2 };
+    spec.speakers[0].nonlinearity = Some(nl);
+    let room = stack.room(&spec).unwrap();
+    let sweep = SweepParams {
+        start_hz: 10.0,
+        end_hz: 22_000.0,
+        duration_s: 5.0,
+        ..SweepParams::default()
+    };
+    let amp = 10f64.powf(sweep.level_dbfs / 20.0);
+    let cap = measure_intact(&stack, &sweep, 1, spec.ir_len);
+    let ir = deconvolve(
+        &cap.mic,
+        &cap.reference,
+        48_000.0,
+        (sweep.start_hz, sweep.end_hz),
+    )
+    .unwrap();
+    let a = arrival(&ir, 0, 48_000).unwrap();
+    let fundamentals = log_frequencies(50.0, 5_000.0, 3);
+    let levels = harmonic_levels(&ir, &sweep, a.index, 3, &fundamentals).unwrap();
+    let truth: Vec<f64> = room.irs[0].iter().map(|&v| f64::from(v)).collect();
+    let mut worst: f64 = 0.0;
+    for lv in &levels {
+        assert!(lv.points.len() >= 10, "{lv:?}");
+        for &(f, got) in &lv.points {
+            let k = lv.order as f64;
+            // The harmonic passes the speaker's path at k f, the fundamental at f.
+            let path = 10.0 * (band_power(&truth, k * f) / band_power(&truth, f)).log10();
+            let want = nl.harmonic_db(lv.order, amp) + path;
+            worst = worst.max((got - want).abs());
+            assert!(
+                (got - want).abs() < 1.0,
+                "H{} at {f:.0} Hz: {got:.2} dB, injected {want:.2} dB",
+                lv.order
+            );
+        }
+        eprintln!(
+            "H{}: injected {:.2} dB re fundamental, reported {}",
+            lv.order,
+            nl.harmonic_db(lv.order, amp),
+            lv.points
+                .iter()
+                .map(|(f, d)| format!("{f:.0} Hz {d:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    eprintln!("distortion: worst error {worst:.3} dB");
 }
