@@ -104,11 +104,11 @@ fn reference_intact(reference: &[f64], sweep: &SweepParams) -> Result<(), String
     Ok(())
 }
 
-/// `measure_channel` until the capture is intact (at most 4 tries): the capture streams are
+/// `measure_channel` until the capture is intact (at most 6 tries): the capture streams are
 /// ordinary clients, and a loaded machine can make the recorder drop a block.
 fn measure_intact(stack: &Stack, sweep: &SweepParams, ch: usize, tail: usize) -> Capture {
     let mut why = String::new();
-    for attempt in 1..=4 {
+    for attempt in 1..=6 {
         let cap = measure_channel(stack, sweep, ch, tail);
         match reference_intact(&cap.reference, sweep) {
             Ok(()) => return cap,
@@ -118,7 +118,7 @@ fn measure_intact(stack: &Stack, sweep: &SweepParams, ch: usize, tail: usize) ->
             }
         }
     }
-    panic!("channel {ch}: no intact capture in 4 attempts: {why}");
+    panic!("channel {ch}: no intact capture in 6 attempts: {why}");
 }
 
 /// The mock hardware's own loopback latency (speaker monitor -> mic input -> mic capture),
