@@ -1,6 +1,6 @@
 //! The Farina exponential sine sweep and its analytic inverse filter.
 //!
-//! Definition (time `t = n / rate`, `n = 0 .. N`, `N = round(duration * rate)`, `T = N / rate`):
+//! Definition (time `t = n / rate`, `n = 0 .. N`, `N = floor(T * rate)`, `T = duration_s`):
 //!
 //! ```text
 //! L    = T / ln(f2 / f1)                        sweep rate constant, seconds per e-fold
@@ -19,7 +19,8 @@
 //! deconvolution `L ln(k)` seconds *before* the linear impulse response.
 //!
 //! The signal generator node publishes the same [`SweepParams`] and must produce the same
-//! samples (it may compute them in `f32`).
+//! samples: this is the formula of `mugge-dsp`'s `siggen` (plugin branch), which computes in
+//! `f64` and outputs `f32`, and applies the level as its (ramped) gain.
 
 use super::{spectrum, MeasureError, Result};
 use serde::{Deserialize, Serialize};
@@ -93,23 +94,18 @@ impl SweepParams {
         Ok(())
     }
 
-    /// Number of samples N.
+    /// Number of samples N = floor(T * rate), as the generator counts them.
     pub fn len(&self) -> usize {
-        (self.duration_s * f64::from(self.rate)).round() as usize
+        (self.duration_s * f64::from(self.rate)) as usize
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The actual length T = N / rate (the rounded duration every formula uses).
-    pub fn length_s(&self) -> f64 {
-        self.len() as f64 / f64::from(self.rate)
-    }
-
     /// L = T / ln(f2 / f1), seconds.
     pub fn rate_constant(&self) -> f64 {
-        self.length_s() / (self.end_hz / self.start_hz).ln()
+        self.duration_s / (self.end_hz / self.start_hz).ln()
     }
 
     /// Where the k-th harmonic's impulse response lands relative to the linear one: -L ln(k) s.
@@ -123,7 +119,7 @@ impl SweepParams {
     }
 
     fn envelope(&self, t: f64) -> f64 {
-        let t_end = self.length_s();
+        let t_end = self.duration_s;
         let mut w = 1.0;
         if self.fade_in_s > 0.0 && t < self.fade_in_s {
             w *= (PI * t / (2.0 * self.fade_in_s)).sin().powi(2);
@@ -250,6 +246,40 @@ mod tests {
             .unwrap()
             .0;
         assert_eq!(peak, x.len() - 1);
+    }
+
+    /// The generator node's per-sample loop (mugge-dsp siggen), written out independently: the
+    /// analysis must describe exactly the sweep that plays, also for a duration that is not a
+    /// whole number of samples.
+    #[test]
+    fn matches_the_generator_loop_sample_for_sample() {
+        let p = SweepParams {
+            start_hz: 15.0,
+            end_hz: 21_000.0,
+            duration_s: 1.234_567,
+            fade_in_s: 0.05,
+            fade_out_s: 0.01,
+            rate: 48_000,
+            level_dbfs: 0.0,
+        };
+        let x = p.generate().unwrap();
+        let n = (p.duration_s * 48_000.0) as u64;
+        assert_eq!(x.len() as u64, n);
+        let l = p.duration_s / (p.end_hz / p.start_hz).ln();
+        for (i, v) in x.iter().enumerate() {
+            let t = i as f64 / 48_000.0;
+            let phase = std::f64::consts::TAU * p.start_hz * l * ((t / l).exp() - 1.0);
+            let mut w = 1.0;
+            if t < p.fade_in_s {
+                w = 0.5 - 0.5 * (PI * t / p.fade_in_s).cos();
+            }
+            let left = p.duration_s - t;
+            if left < p.fade_out_s {
+                w *= 0.5 - 0.5 * (PI * left / p.fade_out_s).cos();
+            }
+            let g = (phase.sin() * w) as f32;
+            assert!((*v as f32 - g).abs() <= 1e-6, "sample {i}: {v} vs {g}");
+        }
     }
 
     #[test]
