@@ -8,7 +8,9 @@
 //!
 //! The result is a [`CorrectionCurve`]: `(Hz, linear gain)` points, gain <= 1 everywhere, that
 //! the filter engine evaluates at its own FFT bins ([`CorrectionCurve::gain_at`]) and multiplies
-//! into the combined minimum-phase response before its gates.
+//! into the combined minimum-phase response before its gates. The filter engine's per-channel
+//! correction input is a `&(dyn Fn(f64) -> f64 + Sync)` (linear magnitude at Hz): pass
+//! `&|hz| curve.gain_at(hz)`.
 
 use super::response::{interpolate_log, log_frequencies, smooth, Response};
 use super::{from_db, MeasureError, Result};
@@ -282,6 +284,15 @@ mod tests {
             db: vec![0.0, 0.0],
         };
         assert!(cut_only(&narrow, &|_f: f64| 0.0, &CorrectionParams::default()).is_err());
+    }
+
+    #[test]
+    fn curve_plugs_into_the_filter_engines_correction_input() {
+        let c = cut_only(&room(), &|_f: f64| 0.0, &CorrectionParams::default()).unwrap();
+        let f = |hz: f64| c.gain_at(hz);
+        let input: &(dyn Fn(f64) -> f64 + Sync) = &f;
+        assert!(input(60.0) < 0.5 && input(60.0) > 0.0);
+        assert_eq!(input(10_000.0), 1.0);
     }
 
     #[test]
