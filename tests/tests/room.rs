@@ -4,10 +4,12 @@
 //! measure module, and checked against the room's known impulse responses.
 
 use mugge_filter_chain::measure::alignment::{align, ChannelMeasurement};
+use mugge_filter_chain::measure::analysis::AnalysisOptions;
 use mugge_filter_chain::measure::arrival::arrival;
 use mugge_filter_chain::measure::correction::{cut_only, CorrectionParams};
 use mugge_filter_chain::measure::deconvolve::{deconvolve, ImpulseResponse};
 use mugge_filter_chain::measure::distortion::harmonic_levels;
+use mugge_filter_chain::measure::record::{self, Recording};
 use mugge_filter_chain::measure::response::{log_frequencies, windowed, WindowSpec};
 use mugge_filter_chain::measure::sweep::SweepParams;
 use mugge_testkit::room::{Nonlinearity, RoomSpec};
@@ -168,8 +170,17 @@ fn simulated_room_measures_back_its_delays_and_responses() {
     let window = WindowSpec::default();
     let mut channels = Vec::new();
     let mut responses = Vec::new();
+    let mut saved = Vec::new();
     for (i, speaker) in spec.speakers.iter().enumerate() {
         let cap = measure_intact(&stack, &sweep, speaker.channel, spec.ir_len);
+        saved.push(record::Capture {
+            channel: speaker.channel,
+            position: 1,
+            clock: None,
+            lost_frames: 0,
+            mic: cap.mic.iter().map(|&v| v as f32).collect(),
+            reference: cap.reference.iter().map(|&v| v as f32).collect(),
+        });
         assert!(
             cap.mic.iter().any(|v| v.abs() > 1e-3),
             "the mic heard nothing; room log:\n{}",
@@ -249,6 +260,29 @@ fn simulated_room_measures_back_its_delays_and_responses() {
         assert!(c.max_gain() <= 1.0);
         // The simulated 67-68 Hz mode (+9 dB) is cut.
         assert!(c.gain_at(68.0) < 0.7, "68 Hz gain {}", c.gain_at(68.0));
+    }
+    // Saved and analysed again offline, the captures give the same arrivals.
+    let rec = Recording {
+        sweep: sweep.clone(),
+        options: AnalysisOptions {
+            loopback_samples: loopback,
+            ..AnalysisOptions::default()
+        },
+        calibration: None,
+        captures: saved,
+    };
+    let dir = stack.root().join("measurement");
+    rec.save(&dir).unwrap();
+    let offline = Recording::load(&dir).unwrap().analyse().unwrap();
+    for (r, c) in offline.iter().zip(&channels) {
+        assert_eq!(r.channel, c.channel);
+        assert!(
+            (r.arrival_s - c.arrival_s).abs() * 48_000.0 < 1e-6,
+            "channel {}: offline {} vs {}",
+            c.channel,
+            r.arrival_s,
+            c.arrival_s
+        );
     }
 }
 

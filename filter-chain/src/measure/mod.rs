@@ -12,6 +12,7 @@
 //! - [`alignment`]: per-channel delays and level trims.
 //! - [`calibration`]: miniDSP/UMIK-1 calibration files, mic sensitivity to absolute SPL.
 //! - [`analysis`]: the above in one call per channel.
+//! - [`record`]: saved measurements (raw captures, settings, clock stamps) and their analysis.
 //!
 //! See docs/measurement.md for the theory and the data formats.
 
@@ -22,6 +23,7 @@ pub mod calibration;
 pub mod correction;
 pub mod deconvolve;
 pub mod distortion;
+pub mod record;
 pub mod response;
 pub mod sweep;
 
