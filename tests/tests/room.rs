@@ -143,9 +143,10 @@ fn loopback_latency(stack: &Stack, sweep: &SweepParams) -> f64 {
     .unwrap();
     let a = arrival(&ir, 0, 48_000).unwrap();
     // Whole cycles of the graph: an integer number of samples, gain 1 (a band-limited impulse
-    // of the sweep's 22 kHz bandwidth peaks at 22/24).
+    // of the sweep's 22 kHz bandwidth peaks at 22/24; a block the recorder dropped inside a gap
+    // the player left cannot be seen in the reference and lowers it a little).
     assert!(
-        (a.samples - a.samples.round()).abs() < 0.01 && (a.peak - 22.0 / 24.0).abs() < 0.01,
+        (a.samples - a.samples.round()).abs() < 0.01 && (a.peak - 22.0 / 24.0).abs() < 0.05,
         "loopback {a:?}"
     );
     a.samples.round()
