@@ -8,6 +8,7 @@
 pub mod config;
 pub mod gates;
 pub mod generate;
+pub mod measure;
 pub mod minphase;
 pub mod profile;
 pub mod response;
