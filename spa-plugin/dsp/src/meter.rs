@@ -68,7 +68,7 @@ pub const DEFAULT_RMS_WINDOW_S: f64 = 0.3;
 const RMS_BLOCKS: usize = 30;
 
 /// Per-sample coefficients derived from the rate; computed once on the main thread.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Ballistics {
     pub rate: u32,
     pub ppm: PpmType,

@@ -224,6 +224,11 @@ impl Meter {
         Some(s)
     }
 
+    /// Swaps the coefficients (e.g. another PPM type); the channel states carry on.
+    pub fn set_ballistics(&mut self, b: Ballistics) {
+        self.ballistics = b;
+    }
+
     pub fn reset_clip(&mut self) {
         for m in &mut self.channels {
             m.reset_clip();
