@@ -664,6 +664,31 @@ unsafe fn pod_bytes(pod: *const sys::spa_pod) -> Option<Vec<u8>> {
     }
 }
 
+/// Parses a `Format` pod with SPA's own parser.
+///
+/// # Safety
+/// `pod` is a valid pod.
+unsafe fn parse_format(pod: *const sys::spa_pod) -> Option<params::RawFormat> {
+    let mut f = params::RawFormat::default();
+    // SAFETY: valid pod per the contract; out-parameters are local.
+    unsafe {
+        if sys::spa_format_parse(pod, &mut f.media_type, &mut f.media_subtype) < 0 {
+            return None;
+        }
+        if f.media_type != sys::SPA_MEDIA_TYPE_audio || f.media_subtype != sys::SPA_MEDIA_SUBTYPE_raw {
+            return Some(f);
+        }
+        let mut info: sys::spa_audio_info_raw = std::mem::zeroed();
+        if sys::spa_format_audio_raw_parse(pod, &mut info) < 0 {
+            return None;
+        }
+        f.format = info.format;
+        f.rate = info.rate;
+        f.channels = info.channels;
+    }
+    Some(f)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Main loop -> data loop
 
@@ -1008,10 +1033,9 @@ unsafe extern "C" fn node_port_set_param(
                 (*st).have_format = false;
                 send_to_rt(st, DataMsg::Buffers([ptr::null_mut(); MAX_BUFFERS], 0));
             } else {
-                let checked = pod_bytes(param)
-                    .and_then(|b| params::from_bytes(&b))
+                let checked = parse_format(param)
                     .ok_or_else(|| "unreadable format pod".to_string())
-                    .and_then(|v| params::check_format(&v, (*st).main.channels()));
+                    .and_then(|f| params::check_raw_format(&f, (*st).main.channels()));
                 match checked {
                     Ok(rate) if rate == (*st).main.rate() => (*st).have_format = true,
                     Ok(rate) => {

@@ -29,9 +29,9 @@ impl Kind {
 
     pub fn description(self) -> &'static str {
         match self {
-            Kind::Meter => "mugge meter: peak, RMS, display ballistics, IEC 60268-10 PPM, clip latch",
-            Kind::Tap => "mugge tap: raw f32 PCM with graph-clock frames on a Unix socket",
-            Kind::Siggen => "mugge signal generator: sine, noise, log sweep, capped at -20 dBFS",
+            Kind::Meter => "mugge meter",
+            Kind::Tap => "mugge tap",
+            Kind::Siggen => "mugge signal generator",
         }
     }
 }

@@ -220,6 +220,33 @@ pub fn check_format(v: &Value, channels: u32) -> Result<u32, String> {
     }
 }
 
+/// The fields of a `Format` pod that matter here (parsed by SPA's own parser in the FFI module).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawFormat {
+    pub media_type: u32,
+    pub media_subtype: u32,
+    pub format: u32,
+    pub rate: u32,
+    pub channels: u32,
+}
+
+/// Checks a parsed format against what the port offers; returns the rate on success.
+pub fn check_raw_format(f: &RawFormat, channels: u32) -> Result<u32, String> {
+    if f.media_type != sys::SPA_MEDIA_TYPE_audio || f.media_subtype != sys::SPA_MEDIA_SUBTYPE_raw {
+        return Err(format!("media type {}/{} (want audio/raw)", f.media_type, f.media_subtype));
+    }
+    if f.format != sys::SPA_AUDIO_FORMAT_F32P {
+        return Err(format!("sample format {} (want F32P)", f.format));
+    }
+    if f.channels != channels {
+        return Err(format!("channels {} (want {channels})", f.channels));
+    }
+    if f.rate == 0 {
+        return Err("rate 0".into());
+    }
+    Ok(f.rate)
+}
+
 fn range(default: i32, min: i32, max: i32) -> Value {
     Value::Choice(ChoiceValue::Int(Choice(ChoiceFlags::empty(), ChoiceEnum::Range { default, min, max })))
 }

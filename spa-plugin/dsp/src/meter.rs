@@ -155,7 +155,7 @@ fn solve_ppm_attack(rate: u32, integration_s: f64, release: f32) -> f32 {
 }
 
 /// One snapshot's reading of one channel, in dBFS.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ChannelReading {
     pub peak_db: f32,
     pub rms_db: f32,
@@ -163,6 +163,14 @@ pub struct ChannelReading {
     pub ppm_db: f32,
     pub clipped: bool,
     pub clip_count: u32,
+}
+
+impl Default for ChannelReading {
+    /// Silence: every level at the floor, no clip.
+    fn default() -> Self {
+        let f = crate::db::FLOOR_DB;
+        ChannelReading { peak_db: f, rms_db: f, display_db: f, ppm_db: f, clipped: false, clip_count: 0 }
+    }
 }
 
 /// State of one channel.
@@ -174,6 +182,7 @@ pub struct ChannelMeter {
     display: f32,
     hold_left: u32,
     ppm: f32,
+    ppm_max: f32,
     rms_blocks: [f64; RMS_BLOCKS],
     rms_next: usize,
     rms_filled: usize,
@@ -190,6 +199,7 @@ impl Default for ChannelMeter {
             display: 0.0,
             hold_left: 0,
             ppm: 0.0,
+            ppm_max: 0.0,
             rms_blocks: [0.0; RMS_BLOCKS],
             rms_next: 0,
             rms_filled: 0,
@@ -225,6 +235,9 @@ impl ChannelMeter {
                 self.display *= b.display_fall;
             }
             self.ppm = ppm_step(self.ppm, a, b.ppm_attack, b.ppm_release);
+            if self.ppm > self.ppm_max {
+                self.ppm_max = self.ppm;
+            }
             let a64 = a as f64;
             self.rms_acc += a64 * a64;
             self.rms_acc_n += 1;
@@ -248,17 +261,19 @@ impl ChannelMeter {
         (sum / (self.rms_filled as f64 * b.rms_block_len as f64)).sqrt() as f32
     }
 
-    /// Takes the reading: the sample peak restarts, everything else carries on.
+    /// Takes the reading: the sample peak and the PPM report their maximum since the previous
+    /// reading (a short burst between snapshots is never missed) and restart from now.
     pub fn take(&mut self, b: &Ballistics) -> ChannelReading {
         let r = ChannelReading {
             peak_db: lin_to_db(self.peak),
             rms_db: lin_to_db(self.rms(b)),
             display_db: lin_to_db(self.display),
-            ppm_db: lin_to_db(self.ppm),
+            ppm_db: lin_to_db(self.ppm_max),
             clipped: self.clipped,
             clip_count: self.clip_count,
         };
         self.peak = 0.0;
+        self.ppm_max = self.ppm;
         r
     }
 
@@ -380,6 +395,7 @@ mod tests {
             feed(&mut m, &b, &sine(PPM_REFERENCE_HZ, 0.5, RATE as usize, 0));
             let start = m.take(&b).ppm_db;
             feed(&mut m, &b, &vec![0.0; (secs * RATE as f64) as usize]);
+            m.take(&b);
             let end = m.take(&b).ppm_db;
             assert!((start - end - db).abs() < 0.1, "{t:?}: {start} -> {end}");
         }
