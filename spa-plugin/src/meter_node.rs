@@ -7,7 +7,9 @@
 //! `meter.snapshot-rate` (Hz, default 30), `meter.socket` (path, default
 //! `$XDG_RUNTIME_DIR/mugge/meter-<node.name>.sock`).
 
-use crate::node::{ignored, Config, Control, Cycle, Direction, Kind, MainSide, PropsUpdate, RtSide};
+use crate::node::{
+    ignored, Config, Control, Cycle, Direction, Kind, MainSide, NodeParts, PropsUpdate, RtSide,
+};
 use crate::params::{Param, ParamInfo, ParamType};
 use crate::server::{Feed, Frame, Server};
 use mugge_dsp::meter::{Ballistics, PpmType, DEFAULT_RMS_WINDOW_S};
@@ -37,7 +39,10 @@ impl RtSide for MeterRt {
         for (ch, p) in planes.iter().enumerate() {
             self.meter.process_channel(ch, p);
         }
-        if let Some(s) = self.meter.end_cycle(cycle.quantum, cycle.position, cycle.nsec) {
+        if let Some(s) = self
+            .meter
+            .end_cycle(cycle.quantum, cycle.position, cycle.nsec)
+        {
             // A full ring means a stalled consumer: the snapshot is dropped for it.
             let _ = self.to_main.try_push(s);
             let _ = self.to_socket.try_push(s);
@@ -55,7 +60,12 @@ impl Feed for SnapshotFeed {
         while let Some(s) = self.rx.try_pop() {
             self.buf.resize(s.encoded_len(), 0);
             if let Some(n) = s.encode(&mut self.buf) {
-                emit(Frame { bytes: &self.buf[..n], frames: 1, lost_offset: None, upstream_lost: 0 });
+                emit(Frame {
+                    bytes: &self.buf[..n],
+                    frames: 1,
+                    lost_offset: None,
+                    upstream_lost: 0,
+                });
             }
         }
     }
@@ -73,7 +83,7 @@ pub struct MeterMain {
 }
 
 /// Builds the meter's two halves and starts its socket.
-pub fn create(cfg: &Config) -> Result<(Box<dyn MainSide>, Box<dyn RtSide>), String> {
+pub fn create(cfg: &Config) -> Result<NodeParts, String> {
     let (main, rt) = create_parts(cfg)?;
     Ok((Box::new(main), Box::new(rt)))
 }
@@ -91,28 +101,72 @@ pub fn create_parts(cfg: &Config) -> Result<(MeterMain, MeterRt), String> {
     let ballistics = Ballistics::new(rate, ppm, rms_window_s);
     let (p1, c1) = HeapRb::<Snapshot>::new(SNAPSHOT_RING).split();
     let (p2, c2) = HeapRb::<Snapshot>::new(SNAPSHOT_RING).split();
-    let server = Server::start(path.clone(), SnapshotFeed { rx: c2, buf: Vec::new() })
-        .map_err(|e| format!("meter socket {}: {e}", path.display()))?;
+    let server = Server::start(
+        path.clone(),
+        SnapshotFeed {
+            rx: c2,
+            buf: Vec::new(),
+        },
+    )
+    .map_err(|e| format!("meter socket {}: {e}", path.display()))?;
     let meter = Meter::new(channels as usize, ballistics, snapshot_hz);
-    let last = Snapshot { channels, rate, ..Snapshot::default() };
+    let last = Snapshot {
+        channels,
+        rate,
+        ..Snapshot::default()
+    };
     Ok((
-        MeterMain { channels, rate, ppm, rms_window_s: ballistics.rms_window_s(), snapshot_hz, from_rt: c1, last, server },
-        MeterRt { meter, to_main: p1, to_socket: p2 },
+        MeterMain {
+            channels,
+            rate,
+            ppm,
+            rms_window_s: ballistics.rms_window_s(),
+            snapshot_hz,
+            from_rt: c1,
+            last,
+            server,
+        },
+        MeterRt {
+            meter,
+            to_main: p1,
+            to_socket: p2,
+        },
     ))
 }
 
 const PARAMS: &[(&str, &str)] = &[
-    ("meter.reset-clip", "write true to reset every channel's clip latch and count"),
-    ("meter.ppm", "PPM type: \"I\" (IEC 60268-10 Type I) or \"II\" (Type II)"),
+    (
+        "meter.reset-clip",
+        "write true to reset every channel's clip latch and count",
+    ),
+    (
+        "meter.ppm",
+        "PPM type: \"I\" (IEC 60268-10 Type I) or \"II\" (Type II)",
+    ),
     ("meter.seq", "snapshot sequence number"),
-    ("meter.position", "graph clock position (samples) of the snapshot"),
+    (
+        "meter.position",
+        "graph clock position (samples) of the snapshot",
+    ),
     ("meter.nsec", "graph clock nsec of the snapshot"),
-    ("meter.peak", "sample peak per channel since the previous snapshot, dBFS"),
+    (
+        "meter.peak",
+        "sample peak per channel since the previous snapshot, dBFS",
+    ),
     ("meter.rms", "RMS per channel over the RMS window, dBFS"),
-    ("meter.display", "display ballistics per channel (hold 2 s, fall 20 dB/s), dBFS"),
+    (
+        "meter.display",
+        "display ballistics per channel (hold 2 s, fall 20 dB/s), dBFS",
+    ),
     ("meter.ppm-level", "PPM reading per channel, dBFS"),
-    ("meter.clip", "clip latch per channel (1 = clipped since reset)"),
-    ("meter.clip-count", "clipped samples per channel since reset"),
+    (
+        "meter.clip",
+        "clip latch per channel (1 = clipped since reset)",
+    ),
+    (
+        "meter.clip-count",
+        "clipped samples per channel since reset",
+    ),
 ];
 
 impl MainSide for MeterMain {
@@ -131,11 +185,23 @@ impl MainSide for MeterMain {
 
     fn info_props(&self) -> Vec<(String, String)> {
         vec![
-            ("mugge.meter.socket".into(), self.server.path().display().to_string()),
+            (
+                "mugge.meter.socket".into(),
+                self.server.path().display().to_string(),
+            ),
             ("mugge.meter.ppm".into(), self.ppm.name().into()),
-            ("mugge.meter.rms-window".into(), format!("{}", self.rms_window_s)),
-            ("mugge.meter.snapshot-rate".into(), format!("{}", self.snapshot_hz)),
-            ("mugge.meter.display".into(), "peak hold 2 s, then 20 dB/s".into()),
+            (
+                "mugge.meter.rms-window".into(),
+                format!("{}", self.rms_window_s),
+            ),
+            (
+                "mugge.meter.snapshot-rate".into(),
+                format!("{}", self.snapshot_hz),
+            ),
+            (
+                "mugge.meter.display".into(),
+                "peak hold 2 s, then 20 dB/s".into(),
+            ),
         ]
     }
 
@@ -160,7 +226,9 @@ impl MainSide for MeterMain {
 
     fn param_values(&self) -> Vec<(&'static str, Param)> {
         let ch = self.last.channels();
-        let f = |g: fn(&mugge_dsp::meter::ChannelReading) -> f32| Param::Floats(ch.iter().map(g).collect());
+        let f = |g: fn(&mugge_dsp::meter::ChannelReading) -> f32| {
+            Param::Floats(ch.iter().map(g).collect())
+        };
         vec![
             ("meter.reset-clip", Param::Bool(false)),
             ("meter.ppm", Param::Str(self.ppm.name().into())),
@@ -171,8 +239,18 @@ impl MainSide for MeterMain {
             ("meter.rms", f(|r| r.rms_db)),
             ("meter.display", f(|r| r.display_db)),
             ("meter.ppm-level", f(|r| r.ppm_db)),
-            ("meter.clip", Param::Ints(ch.iter().map(|r| i32::from(r.clipped)).collect())),
-            ("meter.clip-count", Param::Ints(ch.iter().map(|r| r.clip_count.min(i32::MAX as u32) as i32).collect())),
+            (
+                "meter.clip",
+                Param::Ints(ch.iter().map(|r| i32::from(r.clipped)).collect()),
+            ),
+            (
+                "meter.clip-count",
+                Param::Ints(
+                    ch.iter()
+                        .map(|r| r.clip_count.min(i32::MAX as u32) as i32)
+                        .collect(),
+                ),
+            ),
         ]
     }
 
@@ -182,7 +260,8 @@ impl MainSide for MeterMain {
             let v = match v {
                 Ok(v) => v,
                 Err(t) => {
-                    u.ignored.push(ignored(&k, format!("unsupported value type {t}")));
+                    u.ignored
+                        .push(ignored(&k, format!("unsupported value type {t}")));
                     continue;
                 }
             };
@@ -195,11 +274,17 @@ impl MainSide for MeterMain {
                 "meter.ppm" => match v.as_str().and_then(PpmType::parse) {
                     Some(t) => {
                         self.ppm = t;
-                        u.controls.push(Control::MeterBallistics(Ballistics::new(self.rate, t, self.rms_window_s)));
+                        u.controls.push(Control::MeterBallistics(Ballistics::new(
+                            self.rate,
+                            t,
+                            self.rms_window_s,
+                        )));
                     }
                     None => u.ignored.push(ignored(&k, "want \"I\" or \"II\"")),
                 },
-                k if k.starts_with("meter.") => u.ignored.push(ignored(k, "read-only or unknown key")),
+                k if k.starts_with("meter.") => {
+                    u.ignored.push(ignored(k, "read-only or unknown key"))
+                }
                 // Keys of the adapter's converter travel in the same struct: not ours.
                 _ => {}
             }

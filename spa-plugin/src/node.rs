@@ -117,7 +117,10 @@ impl Config {
             None => Ok(default),
             Some(s) => match s.trim().parse::<u32>() {
                 Ok(n) if (1..=mugge_dsp::MAX_CHANNELS as u32).contains(&n) => Ok(n),
-                _ => Err(format!("audio.channels = {s:?}: want 1..={}", mugge_dsp::MAX_CHANNELS)),
+                _ => Err(format!(
+                    "audio.channels = {s:?}: want 1..={}",
+                    mugge_dsp::MAX_CHANNELS
+                )),
             },
         }
     }
@@ -156,14 +159,25 @@ impl Config {
         let name: String = self
             .node_name()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        Ok(std::path::Path::new(&dir).join("mugge").join(format!("{prefix}-{name}.sock")))
+        Ok(std::path::Path::new(&dir)
+            .join("mugge")
+            .join(format!("{prefix}-{name}.sock")))
     }
 }
 
+/// Both halves of a node.
+pub type NodeParts = (Box<dyn MainSide>, Box<dyn RtSide>);
+
 /// Builds both halves of a node. Main thread only.
-pub fn create(kind: Kind, cfg: &Config) -> Result<(Box<dyn MainSide>, Box<dyn RtSide>), String> {
+pub fn create(kind: Kind, cfg: &Config) -> Result<NodeParts, String> {
     match kind {
         Kind::Meter => crate::meter_node::create(cfg),
         Kind::Tap => crate::tap_node::create(cfg),

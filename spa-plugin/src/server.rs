@@ -62,7 +62,10 @@ const READER_QUEUE_BYTES: usize = 4 << 20;
 
 fn prepare_path(path: &Path) -> io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -79,12 +82,19 @@ impl Server {
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(ServerStats::default());
-        let thread = std::thread::Builder::new().name("mugge-sock".into()).spawn({
-            let stop = stop.clone();
-            let stats = stats.clone();
-            move || serve(listener, feed, &stop, &stats)
-        })?;
-        Ok(Server { stop, thread: Some(thread), path, stats })
+        let thread = std::thread::Builder::new()
+            .name("mugge-sock".into())
+            .spawn({
+                let stop = stop.clone();
+                let stats = stats.clone();
+                move || serve(listener, feed, &stop, &stats)
+            })?;
+        Ok(Server {
+            stop,
+            thread: Some(thread),
+            path,
+            stats,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -108,7 +118,13 @@ fn serve(listener: UnixListener, mut feed: impl Feed, stop: &AtomicBool, stats: 
     while !stop.load(Ordering::Relaxed) {
         while let Ok((stream, _)) = listener.accept() {
             if stream.set_nonblocking(true).is_ok() {
-                readers.push(Reader { stream, queue: Vec::new(), sent: 0, dropped: 0, upstream_base: None });
+                readers.push(Reader {
+                    stream,
+                    queue: Vec::new(),
+                    sent: 0,
+                    dropped: 0,
+                    upstream_base: None,
+                });
             }
         }
         feed.drain(&mut |f: Frame<'_>| {
@@ -152,7 +168,11 @@ fn flush(r: &mut Reader) -> io::Result<()> {
     }
     while r.sent < r.queue.len() {
         // MSG_NOSIGNAL: a vanished reader must not raise SIGPIPE inside the PipeWire daemon.
-        match rustix::net::send(&r.stream, &r.queue[r.sent..], rustix::net::SendFlags::NOSIGNAL) {
+        match rustix::net::send(
+            &r.stream,
+            &r.queue[r.sent..],
+            rustix::net::SendFlags::NOSIGNAL,
+        ) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => r.sent += n,
             Err(rustix::io::Errno::AGAIN) => break,

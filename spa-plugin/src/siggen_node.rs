@@ -2,7 +2,9 @@
 //! `Props` keys; the output cap (-20 dBFS peak) is `mugge_dsp::siggen::MAX_PEAK_DBFS`, a
 //! constant no key can change. Creation properties: `audio.rate` (default 48000).
 
-use crate::node::{ignored, Config, Control, Cycle, Direction, Kind, MainSide, PropsUpdate, RtSide};
+use crate::node::{
+    ignored, Config, Control, Cycle, Direction, Kind, MainSide, NodeParts, PropsUpdate, RtSide,
+};
 use crate::params::{Param, ParamInfo, ParamType};
 use mugge_dsp::siggen::{Generator, Signal, SweepParams, MAX_PEAK_DBFS, MIN_LEVEL_DBFS};
 use ringbuf::traits::{Consumer, Producer, Split};
@@ -22,7 +24,10 @@ pub struct SiggenRt {
 
 fn offset_clock(c: &Cycle, i: usize) -> (u64, u64) {
     let rate = u64::from(c.rate.max(1));
-    (c.position + i as u64, c.nsec + (i as u64 * 1_000_000_000) / rate)
+    (
+        c.position + i as u64,
+        c.nsec + (i as u64 * 1_000_000_000) / rate,
+    )
 }
 
 impl RtSide for SiggenRt {
@@ -43,10 +48,14 @@ impl RtSide for SiggenRt {
         let r = self.gen.fill(out);
         if let Some(i) = r.sweep_started_at {
             let (position, nsec) = offset_clock(cycle, i);
-            let _ = self.events.try_push(SiggenEvent::SweepStarted { position, nsec });
+            let _ = self
+                .events
+                .try_push(SiggenEvent::SweepStarted { position, nsec });
         }
         if let Some(i) = r.sweep_ended_at {
-            let _ = self.events.try_push(SiggenEvent::SweepEnded { position: offset_clock(cycle, i).0 });
+            let _ = self.events.try_push(SiggenEvent::SweepEnded {
+                position: offset_clock(cycle, i).0,
+            });
         }
         true
     }
@@ -77,7 +86,7 @@ pub struct SiggenMain {
     sweep_count: u64,
 }
 
-pub fn create(cfg: &Config) -> Result<(Box<dyn MainSide>, Box<dyn RtSide>), String> {
+pub fn create(cfg: &Config) -> Result<NodeParts, String> {
     let (main, rt) = create_parts(cfg)?;
     Ok((Box::new(main), Box::new(rt)))
 }
@@ -85,7 +94,9 @@ pub fn create(cfg: &Config) -> Result<(Box<dyn MainSide>, Box<dyn RtSide>), Stri
 pub fn create_parts(cfg: &Config) -> Result<(SiggenMain, SiggenRt), String> {
     let channels = cfg.channels(1)?;
     if channels != 1 {
-        return Err(format!("audio.channels = {channels}: the generator has one mono output"));
+        return Err(format!(
+            "audio.channels = {channels}: the generator has one mono output"
+        ));
     }
     let rate = cfg.rate()?;
     let (p, c) = HeapRb::<SiggenEvent>::new(64).split();
@@ -118,7 +129,10 @@ impl SiggenMain {
             Kinds::Sine => Signal::Sine { hz: self.frequency },
             Kinds::White => Signal::White,
             Kinds::Pink => Signal::Pink,
-            Kinds::Sweep => Signal::Sweep { params: self.sweep, repeat: self.repeat },
+            Kinds::Sweep => Signal::Sweep {
+                params: self.sweep,
+                repeat: self.repeat,
+            },
         }
     }
 
@@ -152,36 +166,140 @@ impl MainSide for SiggenMain {
     }
     fn info_props(&self) -> Vec<(String, String)> {
         vec![
-            ("mugge.siggen.max-peak-dbfs".into(), format!("{MAX_PEAK_DBFS}")),
-            ("mugge.siggen.signals".into(), "silence sine white pink sweep".into()),
+            (
+                "mugge.siggen.max-peak-dbfs".into(),
+                format!("{MAX_PEAK_DBFS}"),
+            ),
+            (
+                "mugge.siggen.signals".into(),
+                "silence sine white pink sweep".into(),
+            ),
         ]
     }
 
     fn param_info(&self) -> Vec<ParamInfo> {
         let nyq = self.nyquist() as f32;
         let f = |default: f32, min: f32, max: f32| ParamType::Float { default, min, max };
-        let rw = |key, description, kind| ParamInfo { key, description, kind, read_only: false };
-        let ro = |key, description, kind| ParamInfo { key, description, kind, read_only: true };
+        let rw = |key, description, kind| ParamInfo {
+            key,
+            description,
+            kind,
+            read_only: false,
+        };
+        let ro = |key, description, kind| ParamInfo {
+            key,
+            description,
+            kind,
+            read_only: true,
+        };
         vec![
-            rw("siggen.signal", "silence | sine | white | pink | sweep", ParamType::Str("silence".into())),
-            rw("siggen.running", "start (true) / stop (false), both ramped", ParamType::Bool(false)),
-            rw("siggen.level", "peak level in dBFS (clamped to the -20 dBFS cap)", f(-20.0, MIN_LEVEL_DBFS, 0.0)),
-            rw("siggen.frequency", "sine frequency, Hz", f(1000.0, 1.0, nyq * 0.98)),
-            rw("siggen.sweep.start", "sweep start frequency, Hz", f(20.0, 1.0, nyq * 0.99)),
-            rw("siggen.sweep.end", "sweep end frequency, Hz", f(20000.0, 1.0, nyq * 0.99)),
-            rw("siggen.sweep.duration", "sweep duration, s", f(10.0, 0.1, 600.0)),
-            rw("siggen.sweep.fade-in", "raised-cosine fade-in, s", f(0.05, 0.0, 300.0)),
-            rw("siggen.sweep.fade-out", "raised-cosine fade-out, s", f(0.01, 0.0, 300.0)),
-            rw("siggen.repeat", "repeat the sweep (false: one-shot)", ParamType::Bool(false)),
-            rw("siggen.seed", "noise seed (xorshift32)", ParamType::Int { default: 0, min: 0, max: i32::MAX }),
-            ro("siggen.max-peak", "the hard output cap, dBFS", ParamType::Float { default: -20.0, min: -20.0, max: -20.0 }),
-            ro("siggen.level-clamped", "the last level request was above the cap", ParamType::Bool(false)),
-            ro("siggen.level-requested", "the last level requested, dBFS", f(-20.0, -1000.0, 1000.0)),
-            ro("siggen.sweep.rate-constant", "Farina L = T / ln(f2/f1), s", ParamType::Float { default: 0.0, min: 0.0, max: 1e6 }),
-            ro("siggen.sweep.started-position", "graph clock position of the last sweep start", ParamType::Long(-1)),
-            ro("siggen.sweep.started-nsec", "graph clock nsec of the last sweep start", ParamType::Long(-1)),
-            ro("siggen.sweep.ended-position", "graph clock position where the last one-shot sweep ended", ParamType::Long(-1)),
-            ro("siggen.sweep.count", "sweep starts so far", ParamType::Long(0)),
+            rw(
+                "siggen.signal",
+                "silence | sine | white | pink | sweep",
+                ParamType::Str("silence".into()),
+            ),
+            rw(
+                "siggen.running",
+                "start (true) / stop (false), both ramped",
+                ParamType::Bool(false),
+            ),
+            rw(
+                "siggen.level",
+                "peak level in dBFS (clamped to the -20 dBFS cap)",
+                f(-20.0, MIN_LEVEL_DBFS, 0.0),
+            ),
+            rw(
+                "siggen.frequency",
+                "sine frequency, Hz",
+                f(1000.0, 1.0, nyq * 0.98),
+            ),
+            rw(
+                "siggen.sweep.start",
+                "sweep start frequency, Hz",
+                f(20.0, 1.0, nyq * 0.99),
+            ),
+            rw(
+                "siggen.sweep.end",
+                "sweep end frequency, Hz",
+                f(20000.0, 1.0, nyq * 0.99),
+            ),
+            rw(
+                "siggen.sweep.duration",
+                "sweep duration, s",
+                f(10.0, 0.1, 600.0),
+            ),
+            rw(
+                "siggen.sweep.fade-in",
+                "raised-cosine fade-in, s",
+                f(0.05, 0.0, 300.0),
+            ),
+            rw(
+                "siggen.sweep.fade-out",
+                "raised-cosine fade-out, s",
+                f(0.01, 0.0, 300.0),
+            ),
+            rw(
+                "siggen.repeat",
+                "repeat the sweep (false: one-shot)",
+                ParamType::Bool(false),
+            ),
+            rw(
+                "siggen.seed",
+                "noise seed (xorshift32)",
+                ParamType::Int {
+                    default: 0,
+                    min: 0,
+                    max: i32::MAX,
+                },
+            ),
+            ro(
+                "siggen.max-peak",
+                "the hard output cap, dBFS",
+                ParamType::Float {
+                    default: -20.0,
+                    min: -20.0,
+                    max: -20.0,
+                },
+            ),
+            ro(
+                "siggen.level-clamped",
+                "the last level request was above the cap",
+                ParamType::Bool(false),
+            ),
+            ro(
+                "siggen.level-requested",
+                "the last level requested, dBFS",
+                f(-20.0, -1000.0, 1000.0),
+            ),
+            ro(
+                "siggen.sweep.rate-constant",
+                "Farina L = T / ln(f2/f1), s",
+                ParamType::Float {
+                    default: 0.0,
+                    min: 0.0,
+                    max: 1e6,
+                },
+            ),
+            ro(
+                "siggen.sweep.started-position",
+                "graph clock position of the last sweep start",
+                ParamType::Long(-1),
+            ),
+            ro(
+                "siggen.sweep.started-nsec",
+                "graph clock nsec of the last sweep start",
+                ParamType::Long(-1),
+            ),
+            ro(
+                "siggen.sweep.ended-position",
+                "graph clock position where the last one-shot sweep ended",
+                ParamType::Long(-1),
+            ),
+            ro(
+                "siggen.sweep.count",
+                "sweep starts so far",
+                ParamType::Long(0),
+            ),
         ]
     }
 
@@ -200,12 +318,27 @@ impl MainSide for SiggenMain {
             ("siggen.repeat", Param::Bool(self.repeat)),
             ("siggen.seed", Param::Int(self.seed as i32)),
             ("siggen.max-peak", Param::Float(MAX_PEAK_DBFS)),
-            ("siggen.level-clamped", Param::Bool(self.level_requested > MAX_PEAK_DBFS)),
+            (
+                "siggen.level-clamped",
+                Param::Bool(self.level_requested > MAX_PEAK_DBFS),
+            ),
             ("siggen.level-requested", Param::Float(self.level_requested)),
-            ("siggen.sweep.rate-constant", Param::Double(sw.rate_constant_l())),
-            ("siggen.sweep.started-position", Param::Long(self.sweep_started.map_or(-1, |s| s.0 as i64))),
-            ("siggen.sweep.started-nsec", Param::Long(self.sweep_started.map_or(-1, |s| s.1 as i64))),
-            ("siggen.sweep.ended-position", Param::Long(self.sweep_ended.map_or(-1, |s| s as i64))),
+            (
+                "siggen.sweep.rate-constant",
+                Param::Double(sw.rate_constant_l()),
+            ),
+            (
+                "siggen.sweep.started-position",
+                Param::Long(self.sweep_started.map_or(-1, |s| s.0 as i64)),
+            ),
+            (
+                "siggen.sweep.started-nsec",
+                Param::Long(self.sweep_started.map_or(-1, |s| s.1 as i64)),
+            ),
+            (
+                "siggen.sweep.ended-position",
+                Param::Long(self.sweep_ended.map_or(-1, |s| s as i64)),
+            ),
             ("siggen.sweep.count", Param::Long(self.sweep_count as i64)),
         ]
     }
@@ -220,7 +353,8 @@ impl MainSide for SiggenMain {
                 Ok(v) => v,
                 Err(t) => {
                     if k.starts_with("siggen.") {
-                        u.ignored.push(ignored(&k, format!("unsupported value type {t}")));
+                        u.ignored
+                            .push(ignored(&k, format!("unsupported value type {t}")));
                     }
                     continue;
                 }
@@ -288,12 +422,15 @@ impl MainSide for SiggenMain {
                     }
                     _ => bad("want 0 .. 2^32-1"),
                 },
-                k if k.starts_with("siggen.") => u.ignored.push(ignored(k, "read-only or unknown key")),
+                k if k.starts_with("siggen.") => {
+                    u.ignored.push(ignored(k, "read-only or unknown key"))
+                }
                 _ => {}
             }
         }
         let after = self.signal();
-        if after != before || (self.kind == Kinds::Sweep && running == Some(true) && !self.running) {
+        if after != before || (self.kind == Kinds::Sweep && running == Some(true) && !self.running)
+        {
             u.controls.push(Control::SiggenSignal(after));
         }
         if let Some(r) = running {
@@ -361,6 +498,8 @@ mod tests {
         }
         assert_eq!(m.param_values(), before);
         // Converter keys in the same struct are not ours and not logged.
-        assert!(set(&mut m, "monitor.channel-volumes", Param::Bool(true)).ignored.is_empty());
+        assert!(set(&mut m, "monitor.channel-volumes", Param::Bool(true))
+            .ignored
+            .is_empty());
     }
 }

@@ -7,7 +7,9 @@
 //! `tap.buffer-ms` (ring length, default 2000), `tap.socket` (path, default
 //! `$XDG_RUNTIME_DIR/mugge/tap-<node.name>.sock`).
 
-use crate::node::{ignored, Config, Control, Cycle, Direction, Kind, MainSide, PropsUpdate, RtSide};
+use crate::node::{
+    ignored, Config, Control, Cycle, Direction, Kind, MainSide, NodeParts, PropsUpdate, RtSide,
+};
 use crate::params::{Param, ParamInfo, ParamType, MAX_QUANTUM};
 use crate::server::{Feed, Frame, LostCounter, Server};
 use mugge_dsp::tapframe::{TapHeader, TAP_HEADER_LEN};
@@ -53,7 +55,10 @@ impl RtSide for TapRt {
             self.lost.store(self.lost_local, Ordering::Relaxed);
             return;
         }
-        for (i, frame) in self.scratch[..n].chunks_exact_mut(self.channels).enumerate() {
+        for (i, frame) in self.scratch[..n]
+            .chunks_exact_mut(self.channels)
+            .enumerate()
+        {
             for (s, p) in frame.iter_mut().zip(planes) {
                 *s = p[i];
             }
@@ -116,7 +121,7 @@ pub struct TapMain {
     last: (u64, u64, u64, u64),
 }
 
-pub fn create(cfg: &Config) -> Result<(Box<dyn MainSide>, Box<dyn RtSide>), String> {
+pub fn create(cfg: &Config) -> Result<NodeParts, String> {
     let (main, rt) = create_parts(cfg)?;
     Ok((Box::new(main), Box::new(rt)))
 }
@@ -131,10 +136,25 @@ pub fn create_parts(cfg: &Config) -> Result<(TapMain, TapRt), String> {
     // Enough chunk slots for the ring filled with 16-frame cycles.
     let (cp, cc) = HeapRb::<Chunk>::new(ring_frames / 16 + 1).split();
     let lost: LostCounter = Arc::default();
-    let feed = TapFeed { channels, rate, samples: sc, chunks: cc, buf: Vec::new(), out: Vec::new() };
-    let server = Server::start(path.clone(), feed).map_err(|e| format!("tap socket {}: {e}", path.display()))?;
+    let feed = TapFeed {
+        channels,
+        rate,
+        samples: sc,
+        chunks: cc,
+        buf: Vec::new(),
+        out: Vec::new(),
+    };
+    let server = Server::start(path.clone(), feed)
+        .map_err(|e| format!("tap socket {}: {e}", path.display()))?;
     Ok((
-        TapMain { channels, rate, buffer_ms, lost: lost.clone(), server, last: (0, 0, 0, 0) },
+        TapMain {
+            channels,
+            rate,
+            buffer_ms,
+            lost: lost.clone(),
+            server,
+            last: (0, 0, 0, 0),
+        },
         TapRt {
             channels: channels as usize,
             samples: sp,
@@ -161,20 +181,37 @@ impl MainSide for TapMain {
     }
     fn info_props(&self) -> Vec<(String, String)> {
         vec![
-            ("mugge.tap.socket".into(), self.server.path().display().to_string()),
+            (
+                "mugge.tap.socket".into(),
+                self.server.path().display().to_string(),
+            ),
             ("mugge.tap.buffer-ms".into(), format!("{}", self.buffer_ms)),
-            ("mugge.tap.format".into(), "MUGT v1: 48-byte header, interleaved f32 LE".into()),
+            (
+                "mugge.tap.format".into(),
+                "MUGT v1: 48-byte header, interleaved f32 LE".into(),
+            ),
         ]
     }
     fn param_info(&self) -> Vec<ParamInfo> {
         [
-            ("tap.lost", "frames dropped because the ring was full (graph side)"),
-            ("tap.reader-drops", "frames dropped for slow readers, summed over readers"),
+            (
+                "tap.lost",
+                "frames dropped because the ring was full (graph side)",
+            ),
+            (
+                "tap.reader-drops",
+                "frames dropped for slow readers, summed over readers",
+            ),
             ("tap.readers", "connected readers"),
             ("tap.frames-sent", "frames handed to the readers"),
         ]
         .into_iter()
-        .map(|(key, description)| ParamInfo { key, description, kind: ParamType::Long(0), read_only: true })
+        .map(|(key, description)| ParamInfo {
+            key,
+            description,
+            kind: ParamType::Long(0),
+            read_only: true,
+        })
         .collect()
     }
     fn param_values(&self) -> Vec<(&'static str, Param)> {

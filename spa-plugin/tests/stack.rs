@@ -18,6 +18,27 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(10);
 const LIB: &str = "library.name=mugge/libspa-mugge";
 
+/// The stack loads the built cdylib, which `cargo test` does not rebuild: refuse to test a
+/// stale one.
+fn start(builder: mugge_testkit::StackBuilder) -> Stack {
+    let so = mugge_testkit::stack::built_plugin()
+        .expect("build the plugin first: cargo build -p mugge-spa");
+    let built = std::fs::metadata(&so).and_then(|m| m.modified()).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for dir in ["src", "dsp/src"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            newest = newest.max(e.metadata().and_then(|m| m.modified()).unwrap());
+        }
+    }
+    assert!(
+        built >= newest,
+        "{} is older than the sources: run cargo build -p mugge-spa",
+        so.display()
+    );
+    builder.start().unwrap()
+}
+
 fn create(stack: &Stack, factory: &str, name: &str, class: &str, extra: &str) -> Result<()> {
     stack.pw_cli(&[
         "create-node",
@@ -28,19 +49,37 @@ fn create(stack: &Stack, factory: &str, name: &str, class: &str, extra: &str) ->
 }
 
 fn meter(stack: &Stack, name: &str, channels: usize, extra: &str) -> Result<()> {
-    create(stack, "mugge.meter", name, "Stream/Input/Audio", &format!("audio.channels={channels} {extra}"))?;
+    create(
+        stack,
+        "mugge.meter",
+        name,
+        "Stream/Input/Audio",
+        &format!("audio.channels={channels} {extra}"),
+    )?;
     stack.wait_for_port(name, &format!("input_AUX{}", channels - 1), T)?;
     Ok(())
 }
 
 fn tap(stack: &Stack, name: &str, channels: usize) -> Result<()> {
-    create(stack, "mugge.tap", name, "Stream/Input/Audio", &format!("audio.channels={channels}"))?;
+    create(
+        stack,
+        "mugge.tap",
+        name,
+        "Stream/Input/Audio",
+        &format!("audio.channels={channels}"),
+    )?;
     stack.wait_for_port(name, &format!("input_AUX{}", channels - 1), T)?;
     Ok(())
 }
 
 fn siggen(stack: &Stack, name: &str) -> Result<()> {
-    create(stack, "mugge.siggen", name, "Stream/Output/Audio", "audio.channels=1")?;
+    create(
+        stack,
+        "mugge.siggen",
+        name,
+        "Stream/Output/Audio",
+        "audio.channels=1",
+    )?;
     stack.wait_for_port(name, "output_AUX0", T)?;
     Ok(())
 }
@@ -51,7 +90,10 @@ fn node_prop(stack: &Stack, node: &str, key: &str) -> Result<String> {
     match n.props.get(key) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(v) => Ok(v.to_string()),
-        None => bail!("{node} has no property {key}: {:?}", n.props.keys().collect::<Vec<_>>()),
+        None => bail!(
+            "{node} has no property {key}: {:?}",
+            n.props.keys().collect::<Vec<_>>()
+        ),
     }
 }
 
@@ -60,7 +102,13 @@ fn params(stack: &Stack, node: &str) -> Result<HashMap<String, Value>> {
     let g = stack.dump()?;
     let n = g.node(node).ok_or_else(|| anyhow!("no node {node}"))?;
     let mut out = HashMap::new();
-    for obj in n.params.get("Props").and_then(Value::as_array).into_iter().flatten() {
+    for obj in n
+        .params
+        .get("Props")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(p) = obj.get("params").and_then(Value::as_array) {
             for kv in p.chunks(2) {
                 if let [Value::String(k), v] = kv {
@@ -73,13 +121,26 @@ fn params(stack: &Stack, node: &str) -> Result<HashMap<String, Value>> {
 }
 
 fn set_params(stack: &Stack, node: &str, pairs: &str) -> Result<()> {
-    let id = stack.dump()?.node(node).ok_or_else(|| anyhow!("no node {node}"))?.id.to_string();
-    stack.pw_cli(&["set-param", &id, "Props", &format!("{{ params = [ {pairs} ] }}")])?;
+    let id = stack
+        .dump()?
+        .node(node)
+        .ok_or_else(|| anyhow!("no node {node}"))?
+        .id
+        .to_string();
+    stack.pw_cli(&[
+        "set-param",
+        &id,
+        "Props",
+        &format!("{{ params = [ {pairs} ] }}"),
+    ])?;
     Ok(())
 }
 
 fn f64_at(v: &Value, i: usize) -> f64 {
-    v.as_array().and_then(|a| a.get(i)).and_then(Value::as_f64).unwrap_or(f64::NAN)
+    v.as_array()
+        .and_then(|a| a.get(i))
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::NAN)
 }
 
 /// Reads whole records from a socket until `done` or the deadline.
@@ -97,9 +158,9 @@ impl Reader {
 
     fn fill(&mut self) {
         let mut b = [0u8; 65536];
-        match self.s.read(&mut b) {
-            Ok(n) => self.buf.extend_from_slice(&b[..n]),
-            Err(_) => {}
+        // A timeout just means nothing arrived yet.
+        if let Ok(n) = self.s.read(&mut b) {
+            self.buf.extend_from_slice(&b[..n]);
         }
     }
 
@@ -136,7 +197,13 @@ fn db(x: f64) -> f64 {
 
 fn assert_contiguous(frames: &[(TapHeader, Vec<f32>)]) {
     for w in frames.windows(2) {
-        assert_eq!(w[1].0.position, w[0].0.position + u64::from(w[0].0.frames), "gap in {:?} -> {:?}", w[0].0, w[1].0);
+        assert_eq!(
+            w[1].0.position,
+            w[0].0.position + u64::from(w[0].0.frames),
+            "gap in {:?} -> {:?}",
+            w[0].0,
+            w[1].0
+        );
         assert!(w[1].0.nsec > w[0].0.nsec);
     }
 }
@@ -153,7 +220,7 @@ context.objects = [
         node.name = conf-gen media.class = Stream/Output/Audio audio.channels = 1 object.linger = true } }
 ]
 "#;
-    let stack = Stack::builder().pipewire_fragment("60-mugge-plugin-test.conf", frag).start().unwrap();
+    let stack = start(Stack::builder().pipewire_fragment("60-mugge-plugin-test.conf", frag));
     meter(&stack, "cli-meter", 2, "").unwrap();
     tap(&stack, "cli-tap", 2).unwrap();
     siggen(&stack, "cli-gen").unwrap();
@@ -162,95 +229,165 @@ context.objects = [
         stack.wait_for_port(&t, "input_AUX1", T).unwrap();
         stack.wait_for_port(&g, "output_AUX0", T).unwrap();
         stack.wait_for_port(&m, "input_AUX1", T).unwrap();
-        assert!(node_prop(&stack, &m, "mugge.meter.socket").unwrap().ends_with(&format!("mugge/meter-{m}.sock")));
+        assert!(node_prop(&stack, &m, "mugge.meter.socket")
+            .unwrap()
+            .ends_with(&format!("mugge/meter-{m}.sock")));
         assert_eq!(node_prop(&stack, &m, "mugge.meter.ppm").unwrap(), "I");
-        assert!(node_prop(&stack, &t, "mugge.tap.socket").unwrap().ends_with(&format!("mugge/tap-{t}.sock")));
-        assert_eq!(node_prop(&stack, &g, "mugge.siggen.max-peak-dbfs").unwrap(), "-20");
-        assert_eq!(node_prop(&stack, &m, "media.class").unwrap(), "Stream/Input/Audio");
-        assert!(!node_prop(&stack, &m, "node.description").unwrap().is_empty());
-        assert_eq!(params(&stack, &g).unwrap()["siggen.max-peak"].as_f64(), Some(-20.0));
-        stack.link(&format!("{g}:output_AUX0"), &format!("{m}:input_AUX0")).unwrap();
-        stack.link(&format!("{g}:output_AUX0"), &format!("{t}:input_AUX0")).unwrap();
-        stack.link(&format!("{g}:output_AUX0"), &format!("{HW_OUT}:playback_AUX0")).unwrap();
+        assert!(node_prop(&stack, &t, "mugge.tap.socket")
+            .unwrap()
+            .ends_with(&format!("mugge/tap-{t}.sock")));
+        assert_eq!(
+            node_prop(&stack, &g, "mugge.siggen.max-peak-dbfs").unwrap(),
+            "-20"
+        );
+        assert_eq!(
+            node_prop(&stack, &m, "media.class").unwrap(),
+            "Stream/Input/Audio"
+        );
+        assert!(!node_prop(&stack, &m, "node.description")
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            params(&stack, &g).unwrap()["siggen.max-peak"].as_f64(),
+            Some(-20.0)
+        );
+        stack
+            .link(&format!("{g}:output_AUX0"), &format!("{m}:input_AUX0"))
+            .unwrap();
+        stack
+            .link(&format!("{g}:output_AUX0"), &format!("{t}:input_AUX0"))
+            .unwrap();
+        stack
+            .link(
+                &format!("{g}:output_AUX0"),
+                &format!("{HW_OUT}:playback_AUX0"),
+            )
+            .unwrap();
     }
     stack
         .wait_until("all six plugin nodes running", T, |g| {
-            ["conf-meter", "conf-tap", "conf-gen", "cli-meter", "cli-tap", "cli-gen"]
-                .iter()
-                .all(|n| g.node(n).is_some_and(|n| n.state == "running"))
+            [
+                "conf-meter",
+                "conf-tap",
+                "conf-gen",
+                "cli-meter",
+                "cli-tap",
+                "cli-gen",
+            ]
+            .iter()
+            .all(|n| g.node(n).is_some_and(|n| n.state == "running"))
         })
         .unwrap();
     let p = stack.profile(200).unwrap();
     assert_eq!(p.xruns, 0);
     for n in ["conf-meter", "cli-tap", "cli-gen"] {
-        assert!(p.node(n).is_some_and(|c| c.cycles > 100), "{n} is scheduled every cycle");
+        assert!(
+            p.node(n).is_some_and(|c| c.cycles > 100),
+            "{n} is scheduled every cycle"
+        );
     }
 }
 
 #[test]
 fn meter_reads_a_known_sine_within_0_05_db_with_increasing_graph_clock_stamps() {
-    let stack = Stack::start().unwrap();
+    let stack = start(Stack::builder());
     siggen(&stack, "gen").unwrap();
     meter(&stack, "meter", 2, "").unwrap();
     stack.link("gen:output_AUX0", "meter:input_AUX0").unwrap();
-    stack.link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0")).unwrap();
+    stack
+        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .unwrap();
     let path = node_prop(&stack, "meter", "mugge.meter.socket").unwrap();
     let mut r = Reader::connect(&path).unwrap();
     set_params(&stack, "gen", r#""siggen.signal" "sine" "siggen.frequency" 997.0 "siggen.level" -26.0 "siggen.running" true"#).unwrap();
     // Let the ramp and the RMS window settle, then judge a second of snapshots.
     r.snapshots(Duration::from_millis(1200));
     let snaps = r.snapshots(Duration::from_secs(1));
-    if snaps.len() < 20 {
-        let g = stack.dump().unwrap();
-        for n in ["gen", "meter"] {
-            let n = g.node(n).unwrap();
-            eprintln!("{} {} {:?}", n.name, n.state, params(&stack, &n.name));
-        }
-        eprintln!("links {:?}", g.links);
-        eprintln!("LOG {}", stack.log("pipewire"));
-        eprintln!("prof {:?}", stack.profile(50));
-    }
     assert!(snaps.len() >= 20, "~30 Hz snapshots, got {}", snaps.len());
     for w in snaps.windows(2) {
-        assert!(w[1].position > w[0].position && w[1].nsec > w[0].nsec && w[1].seq == w[0].seq + 1, "{w:?}");
+        assert!(
+            w[1].position > w[0].position && w[1].nsec > w[0].nsec && w[1].seq == w[0].seq + 1,
+            "{w:?}"
+        );
     }
     let rms_ref = -26.0 + db(std::f64::consts::FRAC_1_SQRT_2);
     for s in &snaps {
         let c = s.channels();
-        assert!((c[0].peak_db as f64 + 26.0).abs() < 0.05, "peak {}", c[0].peak_db);
-        assert!((c[0].rms_db as f64 - rms_ref).abs() < 0.05, "rms {} vs {rms_ref}", c[0].rms_db);
+        assert!(
+            (c[0].peak_db as f64 + 26.0).abs() < 0.05,
+            "peak {}",
+            c[0].peak_db
+        );
+        assert!(
+            (c[0].rms_db as f64 - rms_ref).abs() < 0.05,
+            "rms {} vs {rms_ref}",
+            c[0].rms_db
+        );
         assert!(c[1].peak_db < -150.0, "channel 2 is silent");
     }
     // The same readings reach pw-dump, refreshed (param change events at the snapshot rate).
     let a = params(&stack, "meter").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let b = params(&stack, "meter").unwrap();
-    assert!(b["meter.seq"].as_i64() > a["meter.seq"].as_i64(), "Props are live: {:?} {:?}", a["meter.seq"], b["meter.seq"]);
-    assert!((f64_at(&b["meter.peak"], 0) + 26.0).abs() < 0.05, "{:?}", b["meter.peak"]);
+    assert!(
+        b["meter.seq"].as_i64() > a["meter.seq"].as_i64(),
+        "Props are live: {:?} {:?}",
+        a["meter.seq"],
+        b["meter.seq"]
+    );
+    assert!(
+        (f64_at(&b["meter.peak"], 0) + 26.0).abs() < 0.05,
+        "{:?}",
+        b["meter.peak"]
+    );
 }
 
 fn burst(freq: f64, amp: f32, secs: f64) -> Vec<f32> {
     let n = (secs * 48000.0).round() as usize;
-    (0..n).map(|i| amp * (std::f64::consts::TAU * freq * i as f64 / 48000.0).sin() as f32).collect()
+    (0..n)
+        .map(|i| amp * (std::f64::consts::TAU * freq * i as f64 / 48000.0).sin() as f32)
+        .collect()
 }
 
 #[test]
 fn ppm_bursts_read_as_iec_60268_10_says() {
-    let stack = Stack::start().unwrap();
+    let stack = start(Stack::builder());
     meter(&stack, "ppm1", 1, "meter.ppm=I").unwrap();
     meter(&stack, "ppm2", 1, "meter.ppm=II").unwrap();
     // Steady 5 kHz, silence, a 5 ms burst, silence, a 10 ms burst, silence.
     let mut sig = burst(5000.0, 0.5, 1.0);
-    for part in [burst(0.0, 0.0, 2.0), burst(5000.0, 0.5, 0.005), burst(0.0, 0.0, 2.0), burst(5000.0, 0.5, 0.010)] {
+    for part in [
+        burst(0.0, 0.0, 2.0),
+        burst(5000.0, 0.5, 0.005),
+        burst(0.0, 0.0, 2.0),
+        burst(5000.0, 0.5, 0.010),
+    ] {
         sig.extend(part);
     }
     sig.extend(burst(0.0, 0.0, 1.0));
-    let mut r1 = Reader::connect(&node_prop(&stack, "ppm1", "mugge.meter.socket").unwrap()).unwrap();
-    let mut r2 = Reader::connect(&node_prop(&stack, "ppm2", "mugge.meter.socket").unwrap()).unwrap();
+    let mut r1 =
+        Reader::connect(&node_prop(&stack, "ppm1", "mugge.meter.socket").unwrap()).unwrap();
+    let mut r2 =
+        Reader::connect(&node_prop(&stack, "ppm2", "mugge.meter.socket").unwrap()).unwrap();
     let player = stack.play("bursts", 1, sig).unwrap();
-    stack.link(&format!("{}:output_AUX0", player.node_name()), "ppm1:input_AUX0").unwrap();
-    stack.link(&format!("{}:output_AUX0", player.node_name()), "ppm2:input_AUX0").unwrap();
-    stack.link(&format!("{}:output_AUX0", player.node_name()), &format!("{HW_OUT}:playback_AUX0")).unwrap();
+    stack
+        .link(
+            &format!("{}:output_AUX0", player.node_name()),
+            "ppm1:input_AUX0",
+        )
+        .unwrap();
+    stack
+        .link(
+            &format!("{}:output_AUX0", player.node_name()),
+            "ppm2:input_AUX0",
+        )
+        .unwrap();
+    stack
+        .link(
+            &format!("{}:output_AUX0", player.node_name()),
+            &format!("{HW_OUT}:playback_AUX0"),
+        )
+        .unwrap();
     let (s1, s2) = std::thread::scope(|sc| {
         let a = sc.spawn(|| r1.snapshots(Duration::from_secs(8)));
         let b = sc.spawn(|| r2.snapshots(Duration::from_secs(8)));
@@ -272,19 +409,35 @@ fn ppm_bursts_read_as_iec_60268_10_says() {
     let (p1, p2) = (peaks(&s1), peaks(&s2));
     assert_eq!(p1.len(), 3, "steady + 2 bursts seen by type I: {p1:?}");
     assert_eq!(p2.len(), 3, "steady + 2 bursts seen by type II: {p2:?}");
-    assert!((p1[1] - p1[0] + 2.0).abs() < 0.25, "type I 5 ms burst: {p1:?}");
-    assert!((p2[2] - p2[0] + 2.0).abs() < 0.25, "type II 10 ms burst: {p2:?}");
+    assert!(
+        (p1[1] - p1[0] + 2.0).abs() < 0.25,
+        "type I 5 ms burst: {p1:?}"
+    );
+    assert!(
+        (p2[2] - p2[0] + 2.0).abs() < 0.25,
+        "type II 10 ms burst: {p2:?}"
+    );
 }
 
 #[test]
 fn clip_latch_holds_until_reset() {
-    let stack = Stack::start().unwrap();
+    let stack = start(Stack::builder());
     meter(&stack, "clipm", 1, "").unwrap();
     let mut sig = burst(1000.0, 0.5, 0.5);
     sig.extend(burst(1000.0, 1.2, 0.01));
     let player = stack.play("hot", 1, sig).unwrap();
-    stack.link(&format!("{}:output_AUX0", player.node_name()), "clipm:input_AUX0").unwrap();
-    stack.link(&format!("{}:output_AUX0", player.node_name()), &format!("{HW_OUT}:playback_AUX0")).unwrap();
+    stack
+        .link(
+            &format!("{}:output_AUX0", player.node_name()),
+            "clipm:input_AUX0",
+        )
+        .unwrap();
+    stack
+        .link(
+            &format!("{}:output_AUX0", player.node_name()),
+            &format!("{HW_OUT}:playback_AUX0"),
+        )
+        .unwrap();
     let start = Instant::now();
     let clipped = loop {
         let p = params(&stack, "clipm").unwrap();
@@ -295,11 +448,17 @@ fn clip_latch_holds_until_reset() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let count = f64_at(&clipped["meter.clip-count"], 0);
-    assert!(count > 50.0, "a 10 ms 1.2-amplitude 1 kHz burst clips many samples: {count}");
+    assert!(
+        count > 50.0,
+        "a 10 ms 1.2-amplitude 1 kHz burst clips many samples: {count}"
+    );
     std::thread::sleep(Duration::from_secs(1));
     let held = params(&stack, "clipm").unwrap();
     assert_eq!(f64_at(&held["meter.clip"], 0), 1.0, "the latch holds");
-    assert!(f64_at(&held["meter.peak"], 0) < -100.0, "the signal is long gone");
+    assert!(
+        f64_at(&held["meter.peak"], 0) < -100.0,
+        "the signal is long gone"
+    );
     set_params(&stack, "clipm", r#""meter.reset-clip" true"#).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let reset = params(&stack, "clipm").unwrap();
@@ -309,14 +468,21 @@ fn clip_latch_holds_until_reset() {
 
 #[test]
 fn tap_delivers_bit_exact_generator_samples_with_correct_headers() {
-    let stack = Stack::start().unwrap();
+    let stack = start(Stack::builder());
     siggen(&stack, "gen").unwrap();
     tap(&stack, "tap", 1).unwrap();
     stack.link("gen:output_AUX0", "tap:input_AUX0").unwrap();
-    stack.link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0")).unwrap();
+    stack
+        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .unwrap();
     let mut r = Reader::connect(&node_prop(&stack, "tap", "mugge.tap.socket").unwrap()).unwrap();
     r.tap_frames(Duration::from_millis(300));
-    set_params(&stack, "gen", r#""siggen.signal" "white" "siggen.seed" 4242 "siggen.level" -20.0 "siggen.running" true"#).unwrap();
+    set_params(
+        &stack,
+        "gen",
+        r#""siggen.signal" "white" "siggen.seed" 4242 "siggen.level" -20.0 "siggen.running" true"#,
+    )
+    .unwrap();
     let frames = r.tap_frames(Duration::from_secs(2));
     assert!(frames.len() > 50);
     for (h, s) in &frames {
@@ -325,7 +491,10 @@ fn tap_delivers_bit_exact_generator_samples_with_correct_headers() {
     }
     assert_contiguous(&frames);
     let got: Vec<f32> = frames.iter().flat_map(|(_, s)| s.iter().copied()).collect();
-    let first = got.iter().position(|x| *x != 0.0).expect("the generator started");
+    let first = got
+        .iter()
+        .position(|x| *x != 0.0)
+        .expect("the generator started");
     let mut g = Generator::new(48000);
     g.set_seed(4242);
     g.set_signal(Signal::White);
@@ -335,20 +504,35 @@ fn tap_delivers_bit_exact_generator_samples_with_correct_headers() {
     g.fill(&mut want);
     let n = want.len();
     assert!(n > 48000, "a second of audio compared");
-    let diff = got[first..].iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits());
-    assert_eq!(diff, None, "tap output differs from the generator's known signal");
+    let diff = got[first..]
+        .iter()
+        .zip(&want)
+        .position(|(a, b)| a.to_bits() != b.to_bits());
+    assert_eq!(
+        diff, None,
+        "tap output differs from the generator's known signal"
+    );
 }
 
 #[test]
 fn tap_serves_three_readers_and_a_stalled_one_costs_the_others_nothing() {
-    let stack = Stack::start().unwrap();
+    let stack = start(Stack::builder());
     siggen(&stack, "gen").unwrap();
     tap(&stack, "tap8", 8).unwrap();
     for c in 0..8 {
-        stack.link("gen:output_AUX0", &format!("tap8:input_AUX{c}")).unwrap();
+        stack
+            .link("gen:output_AUX0", &format!("tap8:input_AUX{c}"))
+            .unwrap();
     }
-    stack.link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0")).unwrap();
-    set_params(&stack, "gen", r#""siggen.signal" "pink" "siggen.running" true"#).unwrap();
+    stack
+        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .unwrap();
+    set_params(
+        &stack,
+        "gen",
+        r#""siggen.signal" "pink" "siggen.running" true"#,
+    )
+    .unwrap();
     let path = node_prop(&stack, "tap8", "mugge.tap.socket").unwrap();
     let _stalled = UnixStream::connect(&path).unwrap();
     let mut a = Reader::connect(&path).unwrap();
@@ -361,23 +545,34 @@ fn tap_serves_three_readers_and_a_stalled_one_costs_the_others_nothing() {
     });
     for f in [&fa, &fb] {
         assert!(f.len() > 250, "{} frames", f.len());
-        assert!(f.iter().all(|(h, s)| h.lost == 0 && h.channels == 8 && s.len() == 8 * h.frames as usize));
+        assert!(f
+            .iter()
+            .all(|(h, s)| h.lost == 0 && h.channels == 8 && s.len() == 8 * h.frames as usize));
         assert_contiguous(f);
     }
     let p = params(&stack, "tap8").unwrap();
-    assert!(p["tap.reader-drops"].as_i64().unwrap_or(0) > 0, "the stalled reader lost frames: {p:?}");
-    assert_eq!(p["tap.lost"].as_i64(), Some(0), "the graph side lost nothing");
+    assert!(
+        p["tap.reader-drops"].as_i64().unwrap_or(0) > 0,
+        "the stalled reader lost frames: {p:?}"
+    );
+    assert_eq!(
+        p["tap.lost"].as_i64(),
+        Some(0),
+        "the graph side lost nothing"
+    );
     let prof = stack.profile(300).unwrap();
     assert_eq!(prof.xruns, 0);
 }
 
 #[test]
 fn siggen_property_fuzz_never_exceeds_minus_20_dbfs() {
-    let stack = Stack::start().unwrap();
+    let stack = start(Stack::builder());
     siggen(&stack, "gen").unwrap();
     tap(&stack, "tap", 1).unwrap();
     stack.link("gen:output_AUX0", "tap:input_AUX0").unwrap();
-    stack.link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0")).unwrap();
+    stack
+        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .unwrap();
     let path = node_prop(&stack, "tap", "mugge.tap.socket").unwrap();
     let mut x = 0x9e37_79b9u32;
     let mut rnd = move || {
@@ -412,7 +607,10 @@ fn siggen_property_fuzz_never_exceeds_minus_20_dbfs() {
     assert!(samples.len() > 48000 * 10, "{} samples", samples.len());
     assert!(writes > 50);
     assert!(peak <= MAX_PEAK_LIN, "peak {peak} above the -20 dBFS cap");
-    assert!(peak > MAX_PEAK_LIN * 0.9, "the fuzz did drive the generator to the cap: {peak}");
+    assert!(
+        peak > MAX_PEAK_LIN * 0.9,
+        "the fuzz did drive the generator to the cap: {peak}"
+    );
 }
 
 fn octave_bands_db(s: &[f32]) -> Vec<f64> {
@@ -420,10 +618,16 @@ fn octave_bands_db(s: &[f32]) -> Vec<f64> {
     let fft = realfft::RealFftPlanner::<f64>::new().plan_fft_forward(n);
     let mut spec = fft.make_output_vec();
     let mut acc = vec![0f64; n / 2 + 1];
-    let win: Vec<f64> = (0..n).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos()).collect();
+    let win: Vec<f64> = (0..n)
+        .map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos())
+        .collect();
     let mut start = 0;
     while start + n <= s.len() {
-        let mut buf: Vec<f64> = s[start..start + n].iter().zip(&win).map(|(x, w)| *x as f64 * w).collect();
+        let mut buf: Vec<f64> = s[start..start + n]
+            .iter()
+            .zip(&win)
+            .map(|(x, w)| *x as f64 * w)
+            .collect();
         fft.process(&mut buf, &mut spec).unwrap();
         for (a, c) in acc.iter_mut().zip(&spec) {
             *a += c.norm_sqr();
@@ -447,20 +651,35 @@ fn octave_bands_db(s: &[f32]) -> Vec<f64> {
 
 #[test]
 fn tapped_pink_noise_slope_and_sweep_frequency_law() {
-    let stack = Stack::start().unwrap();
+    let stack = start(Stack::builder());
     siggen(&stack, "gen").unwrap();
     tap(&stack, "tap", 1).unwrap();
     stack.link("gen:output_AUX0", "tap:input_AUX0").unwrap();
-    stack.link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0")).unwrap();
+    stack
+        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .unwrap();
     let mut r = Reader::connect(&node_prop(&stack, "tap", "mugge.tap.socket").unwrap()).unwrap();
-    set_params(&stack, "gen", r#""siggen.signal" "pink" "siggen.running" true"#).unwrap();
+    set_params(
+        &stack,
+        "gen",
+        r#""siggen.signal" "pink" "siggen.running" true"#,
+    )
+    .unwrap();
     r.tap_frames(Duration::from_millis(300));
-    let pink: Vec<f32> = r.tap_frames(Duration::from_secs(25)).into_iter().flat_map(|(_, s)| s).collect();
+    let pink: Vec<f32> = r
+        .tap_frames(Duration::from_secs(25))
+        .into_iter()
+        .flat_map(|(_, s)| s)
+        .collect();
     assert!(pink.len() > 20 * 48000);
     let bands = octave_bands_db(&pink);
     let mean = bands.iter().sum::<f64>() / bands.len() as f64;
     for (k, b) in bands.iter().enumerate() {
-        assert!((b - mean).abs() < 0.5, "octave from {} Hz: {b:.2} dB vs mean {mean:.2}: {bands:?}", 20 << k);
+        assert!(
+            (b - mean).abs() < 0.5,
+            "octave from {} Hz: {b:.2} dB vs mean {mean:.2}: {bands:?}",
+            20 << k
+        );
     }
 
     // A one-shot 20 Hz -> 20 kHz sweep over 3 s, without fade-in so its start is sharp.
@@ -494,8 +713,18 @@ fn tapped_pink_noise_slope_and_sweep_frequency_law() {
     // Sample 0 of the sweep is sin(0) = 0: the sweep started one sample before the first non-zero.
     let p = params(&stack, "gen").unwrap();
     let started = p["siggen.sweep.started-position"].as_i64().unwrap();
-    assert_eq!(started as u64, pos[first] - 1, "sweep start stamped with the graph clock");
-    let sw = SweepParams { start_hz: 20.0, end_hz: 20000.0, duration_s: 3.0, fade_in_s: 0.0, fade_out_s: 0.01 };
+    assert_eq!(
+        started as u64,
+        pos[first] - 1,
+        "sweep start stamped with the graph clock"
+    );
+    let sw = SweepParams {
+        start_hz: 20.0,
+        end_hz: 20000.0,
+        duration_s: 3.0,
+        fade_in_s: 0.0,
+        fade_out_s: 0.01,
+    };
     let l = p["siggen.sweep.rate-constant"].as_f64().unwrap();
     assert!((l - sw.rate_constant_l()).abs() < 1e-4, "published L {l}");
     let s0 = first - 1;
@@ -508,6 +737,10 @@ fn tapped_pink_noise_slope_and_sweep_frequency_law() {
         let n = zc.len() - 1;
         let f = n as f64 * 48000.0 / (zc[n] - zc[0]);
         let tc = ((zc[0] + zc[n]) / 2.0 - s0 as f64) / 48000.0;
-        assert!((f / sw.frequency_at(tc) - 1.0).abs() < 0.01, "t={t}: {f} Hz vs {}", sw.frequency_at(tc));
+        assert!(
+            (f / sw.frequency_at(tc) - 1.0).abs() < 0.01,
+            "t={t}: {f} Hz vs {}",
+            sw.frequency_at(tc)
+        );
     }
 }

@@ -169,7 +169,14 @@ impl Default for ChannelReading {
     /// Silence: every level at the floor, no clip.
     fn default() -> Self {
         let f = crate::db::FLOOR_DB;
-        ChannelReading { peak_db: f, rms_db: f, display_db: f, ppm_db: f, clipped: false, clip_count: 0 }
+        ChannelReading {
+            peak_db: f,
+            rms_db: f,
+            display_db: f,
+            ppm_db: f,
+            clipped: false,
+            clip_count: 0,
+        }
     }
 }
 
