@@ -45,7 +45,11 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
 }
 
 /// Per node busy and graph time, summed over `names` per cycle, from `pw-profiler -J`.
-fn profile(stack: &Stack, cycles: usize, groups: &[(&str, &[&str])]) -> Result<(BTreeMap<String, Cost>, u64)> {
+fn profile(
+    stack: &Stack,
+    cycles: usize,
+    groups: &[(&str, &[&str])],
+) -> Result<(BTreeMap<String, Cost>, u64)> {
     let out = stack.run("pw-profiler", &["-J", "-n", &cycles.to_string()])?;
     let all: Vec<Value> = serde_json::from_str(&out).context("profiler JSON")?;
     // cycle index -> node -> (busy, graph)
@@ -60,7 +64,10 @@ fn profile(stack: &Stack, cycles: usize, groups: &[(&str, &[&str])]) -> Result<(
                 x1 = x;
             }
             Some("driver") | Some("follower") => {
-                let (Some(cur), Some("finished")) = (per_cycle.last_mut(), e.get("status").and_then(Value::as_str)) else {
+                let (Some(cur), Some("finished")) = (
+                    per_cycle.last_mut(),
+                    e.get("status").and_then(Value::as_str),
+                ) else {
                     continue;
                 };
                 let g = |k: &str| e.get(k).and_then(Value::as_i64).unwrap_or(0);
@@ -68,8 +75,18 @@ fn profile(stack: &Stack, cycles: usize, groups: &[(&str, &[&str])]) -> Result<(
                 if awake <= 0 || finish < awake || signal <= 0 || awake < signal {
                     continue;
                 }
-                let name = e.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-                cur.insert(name, ((finish - awake) as f64 / 1e3, (finish - signal) as f64 / 1e3));
+                let name = e
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                cur.insert(
+                    name,
+                    (
+                        (finish - awake) as f64 / 1e3,
+                        (finish - signal) as f64 / 1e3,
+                    ),
+                );
             }
             _ => {}
         }
@@ -95,12 +112,26 @@ fn profile(stack: &Stack, cycles: usize, groups: &[(&str, &[&str])]) -> Result<(
         } else {
             // Asynchronous clients finish after the profiler reports the cycle: most cycles have
             // no "finished" entry for all of them at once, so sum each node's own percentiles.
-            let mut c = Cost { summed: true, ..Cost::default() };
+            let mut c = Cost {
+                summed: true,
+                ..Cost::default()
+            };
             for n in names.iter() {
-                let mut b: Vec<f64> = per_cycle.iter().filter_map(|c| c.get(*n)).map(|p| p.0).collect();
-                let mut g: Vec<f64> = per_cycle.iter().filter_map(|c| c.get(*n)).map(|p| p.1).collect();
+                let mut b: Vec<f64> = per_cycle
+                    .iter()
+                    .filter_map(|c| c.get(*n))
+                    .map(|p| p.0)
+                    .collect();
+                let mut g: Vec<f64> = per_cycle
+                    .iter()
+                    .filter_map(|c| c.get(*n))
+                    .map(|p| p.1)
+                    .collect();
                 if b.len() < 50 {
-                    bail!("{label}: {n} finished in only {} of {cycles} cycles", b.len());
+                    bail!(
+                        "{label}: {n} finished in only {} of {cycles} cycles",
+                        b.len()
+                    );
                 }
                 c.busy_med += pct(&mut b, 0.5);
                 c.busy_p99 += pct(&mut b, 0.99);
@@ -116,7 +147,12 @@ fn profile(stack: &Stack, cycles: usize, groups: &[(&str, &[&str])]) -> Result<(
 
 fn write_ir(path: &std::path::Path) -> Result<()> {
     // A decaying noise IR of 16,384 taps: the convolver's cost does not depend on the values.
-    let spec = hound::WavSpec { channels: 1, sample_rate: 48000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
     let mut w = hound::WavWriter::create(path, spec)?;
     let mut x = 1u32;
     for i in 0..16384 {
@@ -170,7 +206,11 @@ fn create(stack: &Stack, factory: &str, name: &str, class: &str, extra: &str) ->
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() -> Result<()> {
@@ -180,9 +220,27 @@ fn main() -> Result<()> {
     println!("plugin: {}", plugin.display());
     let stack = Stack::builder().quantum(1024).start()?;
 
-    create(&stack, "mugge.siggen", "bench-gen", "Stream/Output/Audio", "audio.channels=1")?;
-    create(&stack, "mugge.meter", "bench-meter24", "Stream/Input/Audio", "audio.channels=24 meter.ppm=II")?;
-    create(&stack, "mugge.tap", "bench-tap8", "Stream/Input/Audio", "audio.channels=8")?;
+    create(
+        &stack,
+        "mugge.siggen",
+        "bench-gen",
+        "Stream/Output/Audio",
+        "audio.channels=1",
+    )?;
+    create(
+        &stack,
+        "mugge.meter",
+        "bench-meter24",
+        "Stream/Input/Audio",
+        "audio.channels=24 meter.ppm=II",
+    )?;
+    create(
+        &stack,
+        "mugge.tap",
+        "bench-tap8",
+        "Stream/Input/Audio",
+        "audio.channels=8",
+    )?;
     stack.wait_for_port("bench-gen", "output_AUX0", T)?;
     stack.wait_for_port("bench-meter24", "input_AUX23", T)?;
     stack.wait_for_port("bench-tap8", "input_AUX7", T)?;
@@ -194,14 +252,28 @@ fn main() -> Result<()> {
     for c in 0..8 {
         stack.link(gen, &format!("bench-tap8:input_AUX{c}"))?;
     }
-    let id = stack.dump()?.node("bench-gen").context("gen")?.id.to_string();
-    stack.pw_cli(&["set-param", &id, "Props", r#"{ params = [ "siggen.signal" "pink" "siggen.running" true ] }"#])?;
+    let id = stack
+        .dump()?
+        .node("bench-gen")
+        .context("gen")?
+        .id
+        .to_string();
+    stack.pw_cli(&[
+        "set-param",
+        &id,
+        "Props",
+        r#"{ params = [ "siggen.signal" "pink" "siggen.running" true ] }"#,
+    ])?;
 
     // One tap reader, draining as fast as frames come.
     let path = {
         let g = stack.dump()?;
         let n = g.node("bench-tap8").context("tap")?;
-        n.props.get("mugge.tap.socket").and_then(Value::as_str).context("tap socket")?.to_string()
+        n.props
+            .get("mugge.tap.socket")
+            .and_then(Value::as_str)
+            .context("tap socket")?
+            .to_string()
     };
     let mut sock = std::os::unix::net::UnixStream::connect(&path)?;
     std::thread::spawn(move || {
@@ -227,7 +299,10 @@ fn main() -> Result<()> {
     stack.wait_for_port("bench-fc-out", "output_AUX3", T)?;
     for c in 0..4 {
         stack.link(gen, &format!("bench-fc-in:playback_AUX{c}"))?;
-        stack.link(&format!("bench-fc-out:output_AUX{c}"), &format!("{HW_OUT}:playback_AUX{}", c + 1))?;
+        stack.link(
+            &format!("bench-fc-out:output_AUX{c}"),
+            &format!("{HW_OUT}:playback_AUX{}", c + 1),
+        )?;
     }
 
     // Reference 2: three 8-channel out-of-process clients (pw_stream, like the old meters).
@@ -235,11 +310,19 @@ fn main() -> Result<()> {
     for k in 0..3 {
         let name = format!("bench-client{k}");
         let mut c = stack.command("pw-record");
-        c.args(["--raw", "--format", "f32", "--rate", "48000", "--channels", "8"])
-            .args(["--channel-map", "AUX0,AUX1,AUX2,AUX3,AUX4,AUX5,AUX6,AUX7"])
-            .arg("-P")
-            .arg(format!("{{ node.name={name} node.autoconnect=false }}"))
-            .arg("/dev/null");
+        c.args([
+            "--raw",
+            "--format",
+            "f32",
+            "--rate",
+            "48000",
+            "--channels",
+            "8",
+        ])
+        .args(["--channel-map", "AUX0,AUX1,AUX2,AUX3,AUX4,AUX5,AUX6,AUX7"])
+        .arg("-P")
+        .arg(format!("{{ node.name={name} node.autoconnect=false }}"))
+        .arg("/dev/null");
         clients.push(stack.spawn(&name, &c)?);
         stack.wait_for_port(&name, "input_AUX7", T)?;
         for ch in 0..8 {
@@ -249,9 +332,15 @@ fn main() -> Result<()> {
     let settle = Instant::now();
     stack
         .wait_until("everything running", T, |g| {
-            ["bench-gen", "bench-meter24", "bench-tap8", "bench-fc-out", "bench-client2"]
-                .iter()
-                .all(|n| g.node(n).is_some_and(|n| n.state == "running"))
+            [
+                "bench-gen",
+                "bench-meter24",
+                "bench-tap8",
+                "bench-fc-out",
+                "bench-client2",
+            ]
+            .iter()
+            .all(|n| g.node(n).is_some_and(|n| n.state == "running"))
         })
         .context("nodes running")?;
     println!("graph up in {:?}", settle.elapsed());
@@ -261,10 +350,15 @@ fn main() -> Result<()> {
         ("tap8", &["bench-tap8"]),
         ("siggen", &["bench-gen"]),
         ("fc4x16k", &["bench-fc-in", "bench-fc-out"]),
-        ("clients3", &["bench-client0", "bench-client1", "bench-client2"]),
+        (
+            "clients3",
+            &["bench-client0", "bench-client1", "bench-client2"],
+        ),
     ];
     println!();
-    println!("quantum rep | node      busy med  busy p99 | graph med graph p99   (us, every cycle)");
+    println!(
+        "quantum rep | node      busy med  busy p99 | graph med graph p99   (us, every cycle)"
+    );
     let mut summary = Vec::new();
     for rep in 0..reps {
         for q in [1024u32, 256, 128] {
@@ -279,7 +373,11 @@ fn main() -> Result<()> {
                     v.busy_p99,
                     v.graph_med,
                     v.graph_p99,
-                    if v.summed { "   (sum of per-node percentiles)" } else { "" }
+                    if v.summed {
+                        "   (sum of per-node percentiles)"
+                    } else {
+                        ""
+                    }
                 );
             }
             let m = c["meter24"];

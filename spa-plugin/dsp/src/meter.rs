@@ -87,7 +87,7 @@ impl Ballistics {
     /// Builds the coefficients (does a short bisection for the PPM attack: main thread only).
     pub fn new(rate: u32, ppm: PpmType, rms_window_s: f64) -> Self {
         let rate = rate.clamp(8000, 768_000);
-        let release = per_sample_fall(ppm.return_db_per_s(), rate);
+        let release = per_sample_fall(ppm.return_db_per_s(), rate).powi(PPM_DECIMATION as i32);
         let rms_window_s = if rms_window_s.is_finite() {
             rms_window_s.clamp(0.01, 10.0)
         } else {
@@ -113,6 +113,63 @@ impl Ballistics {
     }
 }
 
+/// max |x| of a block: NaN ignored, infinity read as `f32::MAX`. Eight lanes so it vectorizes.
+fn block_peak(s: &[f32]) -> f32 {
+    let mut m = [0f32; 8];
+    let chunks = s.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, x) in m.iter_mut().zip(c) {
+            let a = x.abs();
+            *l = if a > *l { a } else { *l };
+        }
+    }
+    let mut r = m.iter().fold(0f32, |a, b| a.max(*b));
+    for x in rest {
+        r = r.max(x.abs());
+    }
+    r.min(f32::MAX)
+}
+
+/// max |x| of one PPM group (NaN ignored).
+#[inline]
+fn group_peak(c: &[f32]) -> f32 {
+    let mut m = [0f32; PPM_DECIMATION];
+    for (l, x) in m.iter_mut().zip(c) {
+        *l = x.abs();
+    }
+    let mut w = PPM_DECIMATION / 2;
+    while w > 0 {
+        for i in 0..w {
+            // `>` (not f32::max): one max instruction; a NaN lane is simply never chosen
+            // unless it is lane 0, and a NaN group peak reads as silence downstream.
+            m[i] = if m[i + w] > m[i] { m[i + w] } else { m[i] };
+        }
+        w /= 2;
+    }
+    m[0]
+}
+
+/// Sum of squares: eight f32 lanes (at most one RMS sub-block long), summed in f64.
+fn sum_squares(s: &[f32]) -> f64 {
+    let mut m = [0f32; 8];
+    let chunks = s.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, x) in m.iter_mut().zip(c) {
+            *l += x * x;
+        }
+    }
+    m.iter().map(|v| *v as f64).sum::<f64>()
+        + rest.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>()
+}
+
+/// The PPM integrator steps once per this many samples, on their peak (the calibration
+/// simulates exactly this, so the ballistics hold; the recursive part costs 8x less). A burst
+/// can start anywhere in a group: the calibration centres it, so the reading of a burst of the
+/// integration time is within half a step (< 0.1 dB) of the definition whatever its phase.
+pub const PPM_DECIMATION: usize = 8;
+
 #[inline]
 fn ppm_step(e: f32, a: f32, attack: f32, release: f32) -> f32 {
     if a > e {
@@ -122,15 +179,28 @@ fn ppm_step(e: f32, a: f32, attack: f32, release: f32) -> f32 {
     }
 }
 
-/// PPM reading (linear) of a reference-frequency tone of unit amplitude lasting `secs`.
+/// PPM reading (linear) of a reference-frequency tone of unit amplitude lasting `secs`,
+/// through the same decimated integrator as `ChannelMeter`.
 fn simulate_burst(rate: u32, secs: f64, attack: f32, release: f32) -> f32 {
     let n = (secs * rate as f64).round() as usize;
     let w = std::f64::consts::TAU * PPM_REFERENCE_HZ / rate as f64;
     let mut e = 0f32;
     let mut max = 0f32;
-    for i in 0..n {
-        e = ppm_step(e, ((w * i as f64).sin() as f32).abs(), attack, release);
-        max = max.max(e);
+    let mut acc = 0f32;
+    // The burst starts half a group in; its tail group is stepped too (silence follows).
+    let off = PPM_DECIMATION / 2;
+    for i in 0..(n + off).div_ceil(PPM_DECIMATION) * PPM_DECIMATION {
+        let x = if i >= off && i < n + off {
+            ((w * (i - off) as f64).sin() as f32).abs()
+        } else {
+            0.0
+        };
+        acc = acc.max(x);
+        if (i + 1) % PPM_DECIMATION == 0 {
+            e = ppm_step(e, acc, attack, release);
+            max = max.max(e);
+            acc = 0.0;
+        }
     }
     max
 }
@@ -142,7 +212,7 @@ fn solve_ppm_attack(rate: u32, integration_s: f64, release: f32) -> f32 {
     let mut attack = 0.0;
     for _ in 0..40 {
         let tau = ((lo + hi) / 2.0).exp();
-        attack = (1.0 - (-1.0 / (tau * rate as f64)).exp()) as f32;
+        attack = (1.0 - (-(PPM_DECIMATION as f64) / (tau * rate as f64)).exp()) as f32;
         let steady = simulate_burst(rate, 0.2, attack, release);
         let burst = simulate_burst(rate, integration_s, attack, release);
         if burst / steady > target {
@@ -190,6 +260,8 @@ pub struct ChannelMeter {
     hold_left: u32,
     ppm: f32,
     ppm_max: f32,
+    ppm_acc: f32,
+    ppm_n: usize,
     rms_blocks: [f64; RMS_BLOCKS],
     rms_next: usize,
     rms_filled: usize,
@@ -207,6 +279,8 @@ impl Default for ChannelMeter {
             hold_left: 0,
             ppm: 0.0,
             ppm_max: 0.0,
+            ppm_acc: 0.0,
+            ppm_n: 0,
             rms_blocks: [0.0; RMS_BLOCKS],
             rms_next: 0,
             rms_filled: 0,
@@ -217,37 +291,136 @@ impl Default for ChannelMeter {
 }
 
 impl ChannelMeter {
-    /// Feeds one cycle of samples. Bounded: O(samples.len()).
+    /// Feeds one cycle of samples. Bounded: O(samples.len()), block-wise so it vectorizes: one
+    /// pass over groups of [`PPM_DECIMATION`] samples gives the peak, the PPM steps and where the
+    /// peak sits; one pass sums the squares.
     pub fn process(&mut self, b: &Ballistics, samples: &[f32]) {
-        for &x in samples {
-            // NaN reads as silence, infinities as full scale: never poison the state.
-            let a = if x.is_nan() {
-                0.0
-            } else {
-                x.abs().min(f32::MAX)
-            };
-            if a > self.peak {
-                self.peak = a;
+        if samples.is_empty() {
+            return;
+        }
+        let (p, seg) = self.peak_and_ppm(b, samples);
+        if p > self.peak {
+            self.peak = p;
+        }
+        if p >= 1.0 {
+            let n = samples.iter().filter(|x| x.abs() >= 1.0).count() as u32;
+            self.clipped = true;
+            self.clip_count = self.clip_count.saturating_add(n);
+        }
+        self.display_block(b, samples, p, seg);
+        self.rms_block(b, samples);
+    }
+
+    /// Block peak (NaN ignored, infinity as `f32::MAX`), the start of the last group holding it,
+    /// and the PPM integrator stepped over every completed group.
+    fn peak_and_ppm(&mut self, b: &Ballistics, s: &[f32]) -> (f32, usize) {
+        let head_len = if self.ppm_n == 0 {
+            0
+        } else {
+            (PPM_DECIMATION - self.ppm_n).min(s.len())
+        };
+        let (head, body) = s.split_at(head_len);
+        let (mut p, mut at) = (0f32, 0usize);
+        if !head.is_empty() {
+            p = block_peak(head);
+            self.ppm_acc = self.ppm_acc.max(p);
+            self.ppm_n += head.len();
+            if self.ppm_n == PPM_DECIMATION {
+                self.ppm_group(b, self.ppm_acc);
             }
-            if a >= 1.0 {
-                self.clipped = true;
-                self.clip_count = self.clip_count.saturating_add(1);
+        }
+        let groups = body.chunks_exact(PPM_DECIMATION);
+        let rest = groups.remainder();
+        for (k, c) in groups.enumerate() {
+            let g = group_peak(c);
+            if g >= p {
+                p = g;
+                at = head_len + k * PPM_DECIMATION;
             }
-            if a >= self.display {
-                self.display = a;
+            self.ppm_group(b, g);
+        }
+        if !rest.is_empty() {
+            let g = block_peak(rest);
+            if g >= p {
+                p = g;
+                at = s.len() - rest.len();
+            }
+            self.ppm_acc = g;
+            self.ppm_n = rest.len();
+        }
+        (p.min(f32::MAX), at)
+    }
+
+    #[inline]
+    fn ppm_group(&mut self, b: &Ballistics, g: f32) {
+        // NaN (possible from group_peak) reads as silence.
+        let g = if g >= 0.0 { g.min(f32::MAX) } else { 0.0 };
+        self.ppm = ppm_step(self.ppm, g, b.ppm_attack, b.ppm_release);
+        if self.ppm > self.ppm_max {
+            self.ppm_max = self.ppm;
+        }
+        self.ppm_acc = 0.0;
+        self.ppm_n = 0;
+    }
+
+    /// Moves the display envelope `k` samples on without input above it.
+    fn display_advance(&mut self, b: &Ballistics, k: u32) {
+        if self.hold_left >= k {
+            self.hold_left -= k;
+        } else {
+            let fall = k - self.hold_left;
+            self.hold_left = 0;
+            self.display *= b.display_fall.powi(fall.min(i32::MAX as u32) as i32);
+        }
+    }
+
+    /// Per-sample semantics at block cost: the envelope restarts its hold at the last sample
+    /// equal to the block peak (found in the group starting at `seg`) if that sample reaches
+    /// the envelope there.
+    fn display_block(&mut self, b: &Ballistics, s: &[f32], p: f32, seg: usize) {
+        let n = s.len() as u32;
+        let lowest = self.display * b.display_fall.powi(n.min(i32::MAX as u32) as i32);
+        if p >= lowest && p > 0.0 {
+            let end = (seg + PPM_DECIMATION).min(s.len());
+            let i = s[seg..end]
+                .iter()
+                .rposition(|x| x.abs().min(f32::MAX) == p)
+                .map_or(seg, |j| seg + j) as u32;
+            let saved = (self.display, self.hold_left);
+            self.display_advance(b, i);
+            if p >= self.display {
+                self.display = p;
                 self.hold_left = b.hold_samples;
-            } else if self.hold_left > 0 {
-                self.hold_left -= 1;
-            } else {
-                self.display *= b.display_fall;
+                self.display_advance(b, n - 1 - i);
+                return;
             }
-            self.ppm = ppm_step(self.ppm, a, b.ppm_attack, b.ppm_release);
-            if self.ppm > self.ppm_max {
-                self.ppm_max = self.ppm;
+            (self.display, self.hold_left) = saved;
+        }
+        self.display_advance(b, n);
+    }
+
+    fn rms_block(&mut self, b: &Ballistics, s: &[f32]) {
+        let mut rest = s;
+        while !rest.is_empty() {
+            let take = ((b.rms_block_len - self.rms_acc_n) as usize).min(rest.len());
+            let chunk = &rest[..take];
+            let mut sum = sum_squares(chunk);
+            if !sum.is_finite() {
+                // NaN reads as silence, infinities as full scale: never poison the state.
+                sum = chunk
+                    .iter()
+                    .map(|x| {
+                        if x.is_nan() {
+                            0.0
+                        } else {
+                            (x.abs().min(f32::MAX) as f64).powi(2)
+                        }
+                    })
+                    .sum();
             }
-            let a64 = a as f64;
-            self.rms_acc += a64 * a64;
-            self.rms_acc_n += 1;
+            self.rms_acc += sum;
+            self.rms_acc_n += take as u32;
+            rest = &rest[take..];
             if self.rms_acc_n >= b.rms_block_len {
                 self.rms_blocks[self.rms_next] = self.rms_acc;
                 self.rms_next = (self.rms_next + 1) % RMS_BLOCKS;
@@ -360,16 +533,34 @@ mod tests {
         );
     }
 
-    fn ppm_burst_db(t: PpmType, freq: f64, secs: f64) -> (f32, f32) {
+    fn ppm_burst_db_at(t: PpmType, freq: f64, secs: f64, lead: usize) -> (f32, f32) {
         let b = Ballistics::new(RATE, t, 0.3);
         let mut steady = ChannelMeter::default();
         feed(&mut steady, &b, &sine(freq, 0.5, RATE as usize, 0));
         let steady_db = steady.take(&b).ppm_db;
         let mut m = ChannelMeter::default();
         let n = (secs * RATE as f64).round() as usize;
-        feed(&mut m, &b, &sine(freq, 0.5, n, 0));
+        let mut s = vec![0.0; lead];
+        s.extend(sine(freq, 0.5, n, 0));
+        s.extend(vec![0.0; 64]);
+        feed(&mut m, &b, &s);
         let burst_db = m.take(&b).ppm_db;
         (steady_db, burst_db)
+    }
+
+    fn ppm_burst_db(t: PpmType, freq: f64, secs: f64) -> (f32, f32) {
+        ppm_burst_db_at(t, freq, secs, 3)
+    }
+
+    #[test]
+    fn ppm_burst_reading_does_not_depend_on_its_phase_in_the_decimation_grid() {
+        for lead in 0..PPM_DECIMATION {
+            let (steady, burst) = ppm_burst_db_at(PpmType::TypeI, PPM_REFERENCE_HZ, 0.005, lead);
+            assert!(
+                (burst - steady + 2.0).abs() < 0.15,
+                "lead {lead}: {steady} {burst}"
+            );
+        }
     }
 
     #[test]
@@ -405,6 +596,45 @@ mod tests {
             m.take(&b);
             let end = m.take(&b).ppm_db;
             assert!((start - end - db).abs() < 0.1, "{t:?}: {start} -> {end}");
+        }
+    }
+
+    /// The block-wise display envelope matches the per-sample definition on a signal whose
+    /// peaks come in single samples (an envelope hit inside a block is what blocks can miss).
+    #[test]
+    fn block_display_matches_the_per_sample_definition() {
+        let b = Ballistics::new(RATE, PpmType::TypeI, 0.3);
+        let mut m = ChannelMeter::default();
+        let (mut v, mut hold) = (0f32, 0u32);
+        let mut x = 99u32;
+        let mut t = 0usize;
+        for _ in 0..400 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let len = 1 + (x % 700) as usize;
+            let mut block = vec![0.0f32; len];
+            if x.is_multiple_of(3) {
+                block[(x as usize / 7) % len] = (x % 1000) as f32 / 1000.0;
+            }
+            for &s in &block {
+                if s.abs() >= v {
+                    v = s.abs();
+                    hold = b.hold_samples;
+                } else if hold > 0 {
+                    hold -= 1;
+                } else {
+                    v *= b.display_fall;
+                }
+            }
+            m.process(&b, &block);
+            t += len;
+            let got = m.take(&b).display_db;
+            assert!(
+                (got - lin_to_db(v)).abs() < 0.01 || (v < 1e-6 && got < -100.0),
+                "t={t}: {got} vs {}",
+                lin_to_db(v)
+            );
         }
     }
 
