@@ -10,7 +10,8 @@
 //! 8-channel tap with one socket reader, the signal generator feeding everything, a
 //! filter-chain with 4 x 16,384-tap convolvers (reference 1, its in + out nodes summed), and
 //! three out-of-process `pw-record` clients of 8 channels each (reference 2, the old design of
-//! 24-channel metering). For each quantum (1024, 256, 128) it records every cycle with
+//! 24-channel metering), plus a floor reference: a 24-channel null sink behind the same adapter
+//! with the same links (the cost of 24 adapter inputs doing nothing). For each quantum (1024, 256, 128) it records every cycle with
 //! `pw-profiler` and prints median and p99 of busy time (finish - awake) and of graph time
 //! (finish - signal, which includes a client's wake-up) per node, and the ratios.
 //! `--soak-minutes N` then runs N minutes at quantum 128 with all three node types active and
@@ -241,7 +242,19 @@ fn main() -> Result<()> {
         "Stream/Input/Audio",
         "audio.channels=8",
     )?;
+    // Floor reference: a 24-channel null sink behind the same adapter, linked the same way: what
+    // 24 adapter DSP inputs cost with no processing at all.
+    let pos: Vec<String> = (0..24).map(|c| format!("AUX{c}")).collect();
+    stack.pw_cli(&[
+        "create-node",
+        "adapter",
+        &format!(
+            "{{ factory.name=support.null-audio-sink node.name=bench-null24 media.class=Audio/Sink audio.channels=24 audio.position=[ {} ] monitor.channel-volumes=false object.linger=true }}",
+            pos.join(" ")
+        ),
+    ])?;
     stack.wait_for_port("bench-gen", "output_AUX0", T)?;
+    stack.wait_for_port("bench-null24", "playback_AUX23", T)?;
     stack.wait_for_port("bench-meter24", "input_AUX23", T)?;
     stack.wait_for_port("bench-tap8", "input_AUX7", T)?;
     let gen = "bench-gen:output_AUX0";
@@ -251,6 +264,9 @@ fn main() -> Result<()> {
     }
     for c in 0..8 {
         stack.link(gen, &format!("bench-tap8:input_AUX{c}"))?;
+    }
+    for c in 0..24 {
+        stack.link(gen, &format!("bench-null24:playback_AUX{c}"))?;
     }
     let id = stack
         .dump()?
@@ -347,6 +363,7 @@ fn main() -> Result<()> {
 
     let groups: &[(&str, &[&str])] = &[
         ("meter24", &["bench-meter24"]),
+        ("null24", &["bench-null24"]),
         ("tap8", &["bench-tap8"]),
         ("siggen", &["bench-gen"]),
         ("fc4x16k", &["bench-fc-in", "bench-fc-out"]),
@@ -381,12 +398,14 @@ fn main() -> Result<()> {
                 );
             }
             let m = c["meter24"];
+            let floor = c["null24"];
             let fc = c["fc4x16k"];
             let cl = c["clients3"];
             let line = format!(
-                "q{q} rep {rep}: meter24/fc4x16k busy median {:.3} (target <= 0.100), p99 {:.3}; clients3/meter24 graph time median {:.1}x (target >= 5x), busy {:.1}x; xruns {xruns} in {cycles} cycles",
+                "q{q} rep {rep}: meter24/fc4x16k busy median {:.3} (target <= 0.100), p99 {:.3}; (meter24 - null24 floor)/fc4x16k {:.3}; clients3/meter24 graph time median {:.1}x (target >= 5x), busy {:.1}x; xruns {xruns} in {cycles} cycles",
                 m.busy_med / fc.busy_med,
                 m.busy_p99 / fc.busy_p99,
+                (m.busy_med - floor.busy_med) / fc.busy_med,
                 cl.graph_med / m.graph_med,
                 cl.busy_med / m.busy_med
             );
