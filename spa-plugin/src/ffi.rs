@@ -261,12 +261,11 @@ unsafe fn find_support(support: *const sys::spa_support, n: u32, ty: &[u8]) -> *
 /// Logs on the main loop (never called from `process`).
 ///
 /// # Safety
-/// `st` points to a live `State`.
-unsafe fn log(st: *const State, level: sys::spa_log_level, msg: &str) {
-    // SAFETY: `st` is live; `log` is the host's logger or null; the format is "%s" with one
-    // NUL-terminated string argument.
+/// `l` is null or the host's live logger.
+unsafe fn log_to(l: *mut sys::spa_log, level: sys::spa_log_level, msg: &str) {
+    // SAFETY: `l` is the host's logger or null; the format is "%s" with one NUL-terminated
+    // string argument.
     unsafe {
-        let l = (*st).log;
         if l.is_null() || (*l).level < level {
             return;
         }
@@ -289,6 +288,13 @@ unsafe fn log(st: *const State, level: sys::spa_log_level, msg: &str) {
             );
         }
     }
+}
+
+/// # Safety
+/// `st` points to a live `State`.
+unsafe fn log(st: *const State, level: sys::spa_log_level, msg: &str) {
+    // SAFETY: live State; its logger is the host's or null.
+    unsafe { log_to((*st).log, level, msg) }
 }
 
 /// # Safety
@@ -317,11 +323,10 @@ unsafe fn init(
     let (main, side) = match node::create(kind, &cfg) {
         Ok(parts) => parts,
         Err(e) => {
-            let tmp = State::bare(logp);
-            // SAFETY: `tmp` is a live local State.
+            // SAFETY: the host's logger or null.
             unsafe {
-                log(
-                    &tmp,
+                log_to(
+                    logp,
                     sys::SPA_LOG_LEVEL_ERROR,
                     &format!("{}: {e}", kind.factory_name()),
                 )
@@ -444,73 +449,6 @@ unsafe fn init(
         );
     }
     0
-}
-
-impl State {
-    /// A throw-away state used only to log an init failure.
-    fn bare(log: *mut sys::spa_log) -> State {
-        struct Nop;
-        impl RtSide for Nop {
-            fn control(&mut self, _c: Control) {}
-        }
-        struct NopMain;
-        impl MainSide for NopMain {
-            fn kind(&self) -> Kind {
-                Kind::Meter
-            }
-            fn direction(&self) -> Direction {
-                Direction::Input
-            }
-            fn channels(&self) -> u32 {
-                1
-            }
-            fn rate(&self) -> u32 {
-                48000
-            }
-            fn info_props(&self) -> Vec<(String, String)> {
-                Vec::new()
-            }
-            fn param_info(&self) -> Vec<params::ParamInfo> {
-                Vec::new()
-            }
-            fn param_values(&self) -> Vec<(&'static str, params::Param)> {
-                Vec::new()
-            }
-            fn set_params(
-                &mut self,
-                _p: Vec<(String, Result<params::Param, String>)>,
-            ) -> node::PropsUpdate {
-                node::PropsUpdate::default()
-            }
-            fn poll(&mut self) -> bool {
-                false
-            }
-            fn poll_interval_ms(&self) -> u64 {
-                1000
-            }
-        }
-        let _ = Nop;
-        State {
-            main: Box::new(NopMain),
-            rt: ptr::null_mut(),
-            // SAFETY: all-zero is a valid (empty, unused) hook list value.
-            hooks: unsafe { std::mem::zeroed() },
-            log,
-            data_loop: ptr::null_mut(),
-            utils: ptr::null_mut(),
-            timer: ptr::null_mut(),
-            info_strings: Vec::new(),
-            info_items: Vec::new(),
-            info_dict: sys::spa_dict {
-                flags: 0,
-                n_items: 0,
-                items: ptr::null(),
-            },
-            node_params: [param_info(0, 0); 2],
-            port_params: [param_info(0, 0); 5],
-            have_format: false,
-        }
-    }
 }
 
 unsafe extern "C" fn impl_get_interface(
@@ -1830,6 +1768,52 @@ mod tests {
         h.setup(1);
         assert_eq!(h.cycle(), sys::SPA_STATUS_HAVE_DATA as c_int);
         let _ = h.poll();
+    }
+
+    #[test]
+    fn bad_creation_properties_fail_init_with_einval() {
+        let path = sock("bad");
+        let cases: [(usize, &CStr, &CStr); 5] = [
+            (0, c"audio.channels", c"40"),
+            (0, c"audio.channels", c"two"),
+            (0, c"meter.ppm", c"III"),
+            (1, c"tap.buffer-ms", c"-5"),
+            (2, c"audio.channels", c"2"),
+        ];
+        for (kind, k, v) in cases {
+            let f = &FACTORIES[kind].0;
+            let mut mem = vec![0u64; std::mem::size_of::<Handle>() / 8 + 1];
+            let items = [
+                sys::spa_dict_item {
+                    key: k.as_ptr(),
+                    value: v.as_ptr(),
+                },
+                sys::spa_dict_item {
+                    key: c"meter.socket".as_ptr(),
+                    value: path.as_ptr(),
+                },
+                sys::spa_dict_item {
+                    key: c"tap.socket".as_ptr(),
+                    value: path.as_ptr(),
+                },
+            ];
+            let dict = sys::spa_dict {
+                flags: 0,
+                n_items: 3,
+                items: items.as_ptr(),
+            };
+            // SAFETY: test host following the factory contract; init fails before using `mem`.
+            let r = unsafe {
+                (f.init.unwrap())(
+                    f,
+                    mem.as_mut_ptr() as *mut sys::spa_handle,
+                    &dict,
+                    ptr::null(),
+                    0,
+                )
+            };
+            assert_eq!(r, -EINVAL, "{k:?}={v:?}");
+        }
     }
 
     #[test]
