@@ -101,8 +101,10 @@ pub fn create_parts(cfg: &Config) -> Result<(MeterMain, MeterRt), String> {
     let ballistics = Ballistics::new(rate, ppm, rms_window_s);
     let (p1, c1) = HeapRb::<Snapshot>::new(SNAPSHOT_RING).split();
     let (p2, c2) = HeapRb::<Snapshot>::new(SNAPSHOT_RING).split();
+    // Snapshots come every ~33 ms: a 5 ms poll adds little delay and few wake-ups.
     let server = Server::start(
         path.clone(),
+        std::time::Duration::from_millis(5),
         SnapshotFeed {
             rx: c2,
             buf: Vec::new(),

@@ -1,6 +1,6 @@
 //! Unix-socket fan-out served from a plain (non-RT) thread.
 //!
-//! The thread polls its feed (a lock-free ring filled by the data loop) every 2 ms and sends
+//! The thread polls its feed (a lock-free ring filled by the data loop) every `period` and sends
 //! whole frames to every connected reader through non-blocking sockets. Each reader has a
 //! bounded queue: a frame that does not fit is dropped for that reader only and counted, so a
 //! slow or stalled reader loses data and never holds anything up. Readers come and go at any
@@ -75,7 +75,7 @@ fn prepare_path(path: &Path) -> io::Result<()> {
 
 impl Server {
     /// Binds `path` and starts the thread.
-    pub fn start(path: PathBuf, feed: impl Feed) -> io::Result<Server> {
+    pub fn start(path: PathBuf, period: Duration, feed: impl Feed) -> io::Result<Server> {
         prepare_path(&path)?;
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
@@ -87,7 +87,7 @@ impl Server {
             .spawn({
                 let stop = stop.clone();
                 let stats = stats.clone();
-                move || serve(listener, feed, &stop, &stats)
+                move || serve(listener, feed, period, &stop, &stats)
             })?;
         Ok(Server {
             stop,
@@ -112,7 +112,13 @@ impl Drop for Server {
     }
 }
 
-fn serve(listener: UnixListener, mut feed: impl Feed, stop: &AtomicBool, stats: &ServerStats) {
+fn serve(
+    listener: UnixListener,
+    mut feed: impl Feed,
+    period: Duration,
+    stop: &AtomicBool,
+    stats: &ServerStats,
+) {
     let mut readers: Vec<Reader> = Vec::new();
     let mut scratch = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -152,7 +158,7 @@ fn serve(listener: UnixListener, mut feed: impl Feed, stop: &AtomicBool, stats: 
         });
         readers.retain_mut(|r| flush(r).is_ok());
         stats.readers.store(readers.len() as u64, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(period);
     }
 }
 

@@ -144,7 +144,8 @@ pub fn create_parts(cfg: &Config) -> Result<(TapMain, TapRt), String> {
         buf: Vec::new(),
         out: Vec::new(),
     };
-    let server = Server::start(path.clone(), feed)
+    // Frames come every quantum (2.7 ms at q128): a 4 ms poll batches one or two.
+    let server = Server::start(path.clone(), std::time::Duration::from_millis(4), feed)
         .map_err(|e| format!("tap socket {}: {e}", path.display()))?;
     Ok((
         TapMain {

@@ -191,6 +191,11 @@ impl Reader {
     }
 }
 
+fn socket_mode(path: &str) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 fn db(x: f64) -> f64 {
     20.0 * x.log10()
 }
@@ -278,6 +283,24 @@ context.objects = [
             .all(|n| g.node(n).is_some_and(|n| n.state == "running"))
         })
         .unwrap();
+    // pw-top's last snapshot: every plugin node running (R) with no errors (ERR column).
+    let top = stack.run("pw-top", &["-b", "-n", "3"]).unwrap();
+    let last = top.rsplit("NAME").next().unwrap();
+    for n in [
+        "conf-meter",
+        "conf-tap",
+        "conf-gen",
+        "cli-meter",
+        "cli-tap",
+        "cli-gen",
+    ] {
+        let line = last
+            .lines()
+            .find(|l| l.split_whitespace().last() == Some(n))
+            .unwrap_or_else(|| panic!("{n} not in pw-top:\n{top}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((cols[0], cols[8]), ("R", "0"), "pw-top: {line}");
+    }
     let p = stack.profile(200).unwrap();
     assert_eq!(p.xruns, 0);
     for n in ["conf-meter", "cli-tap", "cli-gen"] {
@@ -298,6 +321,7 @@ fn meter_reads_a_known_sine_within_0_05_db_with_increasing_graph_clock_stamps() 
         .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
         .unwrap();
     let path = node_prop(&stack, "meter", "mugge.meter.socket").unwrap();
+    assert_eq!(socket_mode(&path), 0o600);
     let mut r = Reader::connect(&path).unwrap();
     set_params(&stack, "gen", r#""siggen.signal" "sine" "siggen.frequency" 997.0 "siggen.level" -26.0 "siggen.running" true"#).unwrap();
     // Let the ramp and the RMS window settle, then judge a second of snapshots.
@@ -534,13 +558,25 @@ fn tap_serves_three_readers_and_a_stalled_one_costs_the_others_nothing() {
     )
     .unwrap();
     let path = node_prop(&stack, "tap8", "mugge.tap.socket").unwrap();
+    assert_eq!(socket_mode(&path), 0o600);
     let _stalled = UnixStream::connect(&path).unwrap();
     let mut a = Reader::connect(&path).unwrap();
     let mut b = Reader::connect(&path).unwrap();
     // 8 ch at 48 kHz is 1.5 MB/s: the stalled reader's queue (4 MB) overflows after ~3 s.
+    // Meanwhile readers come and go (some read a little, some nothing).
     let (fa, fb) = std::thread::scope(|sc| {
         let ta = sc.spawn(|| a.tap_frames(Duration::from_secs(7)));
         let tb = sc.spawn(|| b.tap_frames(Duration::from_secs(7)));
+        sc.spawn(|| {
+            for i in 0..20 {
+                let mut r = Reader::connect(&path).unwrap();
+                if i % 2 == 0 {
+                    r.tap_frames(Duration::from_millis(150));
+                }
+                drop(r);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
         (ta.join().unwrap(), tb.join().unwrap())
     });
     for f in [&fa, &fb] {
