@@ -168,6 +168,8 @@ pub struct Generator {
     seed: u32,
     rng: Rng,
     pink: Pink,
+    /// Pink RMS relative to the level (linear), computed once.
+    pink_scale: f32,
 }
 
 impl Generator {
@@ -190,6 +192,7 @@ impl Generator {
             seed: DEFAULT_SEED,
             rng: Rng(DEFAULT_SEED),
             pink: Pink::default(),
+            pink_scale: db_to_lin(-PINK_CREST_DB),
         }
     }
 
@@ -307,8 +310,7 @@ impl Generator {
             Signal::White => self.rng.next_uniform(),
             Signal::Pink => {
                 let w = self.rng.next_uniform();
-                let rms = db_to_lin(-PINK_CREST_DB);
-                (self.pink.next(w) * rms).clamp(-1.0, 1.0)
+                (self.pink.next(w) * self.pink_scale).clamp(-1.0, 1.0)
             }
             Signal::Sweep { params, repeat } => {
                 if self.sweep_done {
