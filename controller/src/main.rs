@@ -1,14 +1,34 @@
 //! `mugge`: the command-line front end and the controller daemon.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use mugge_controller::cli;
 
 /// mugge: the audio brain of a small PA box.
 #[derive(Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller daemon (D-Bus org.mugge.Controller).
+    Daemon(cli::daemon::Args),
+    /// Show mode, quantum, profile, readiness and health.
+    Status(cli::status::Args),
+    /// Set the mode: standby, dj, live, measurement.
+    Mode(cli::mode::Args),
+    /// Show the desired links and whether each exists.
+    Links(cli::links::Args),
+}
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+    match Cli::parse().command {
+        Command::Daemon(a) => cli::daemon::run(a),
+        Command::Status(a) => cli::status::run(a),
+        Command::Mode(a) => cli::mode::run(a),
+        Command::Links(a) => cli::links::run(a),
+    }
 }

@@ -95,9 +95,12 @@ impl Graph {
         if !node.info {
             return None;
         }
+        // Only a sink's monitor flag marks a monitor side: a virtual source (the mock
+        // usbstreamer-in, umik1-in) flags its capture outputs as monitors too.
+        let is_sink = node.media_class.ends_with("Sink");
         let mut candidates = self
             .ports_of(node.id)
-            .filter(|p| p.direction == dir && p.monitor == monitor);
+            .filter(|p| p.direction == dir && (p.monitor && is_sink) == monitor);
         let positions = node
             .props
             .get("audio.position")
@@ -167,7 +170,12 @@ pub(crate) mod tests {
                 Node {
                     id,
                     name: name.into(),
-                    media_class: String::new(),
+                    media_class: if ins {
+                        "Audio/Sink"
+                    } else {
+                        "Audio/Source/Virtual"
+                    }
+                    .into(),
                     props,
                     info: true,
                 },
@@ -335,6 +343,24 @@ pub(crate) mod tests {
             assert_eq!(g.g.ports[&p].name, format!("out_{ch}"));
         }
         assert_eq!(g.g.resolve("Mixxx", Direction::Out, 5, false), None);
+    }
+
+    #[test]
+    fn a_virtual_sources_monitor_flagged_capture_ports_are_its_outputs() {
+        // The null-sink mock of usbstreamer-in flags capture_AUX* as port.monitor.
+        let mut g = G::new();
+        let id = g.node("usbstreamer-in", &["AUX0", "AUX1"], false, false, false);
+        g.port(id, Direction::Out, 1, Some("AUX1"), true, "capture_AUX1");
+        g.port(id, Direction::Out, 0, Some("AUX0"), true, "capture_AUX0");
+        g.port(id, Direction::In, 0, Some("AUX0"), false, "input_AUX0");
+        let p =
+            g.g.resolve("usbstreamer-in", Direction::Out, 1, false)
+                .unwrap();
+        assert_eq!(g.g.ports[&p].name, "capture_AUX0");
+        let p =
+            g.g.resolve("usbstreamer-in", Direction::Out, 2, false)
+                .unwrap();
+        assert_eq!(g.g.ports[&p].name, "capture_AUX1");
     }
 
     #[test]

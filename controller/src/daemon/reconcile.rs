@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::graph::{Direction, Graph};
 use super::routing::{self, PluginNode, Route, Table};
+use super::status::LinkState;
 
 #[derive(Clone, Debug, Default)]
 pub struct Desired {
@@ -51,6 +52,8 @@ pub struct Plan {
     pub missing: Vec<String>,
     /// Optional routes that cannot be made now (informational).
     pub optional_missing: Vec<String>,
+    /// Every route of the table with whether its link exists.
+    pub links: Vec<LinkState>,
     pub ready: bool,
 }
 
@@ -165,6 +168,12 @@ pub fn reconcile(desired: &Desired, g: &Graph, inflight: &InFlight) -> Plan {
                     why.push("a plugin node is being replaced".to_string());
                 }
                 let why = why.join(", ");
+                plan.links.push(LinkState {
+                    from: r.from.to_string(),
+                    to: r.to.to_string(),
+                    optional: r.optional,
+                    present: false,
+                });
                 let msg = format!("link {} -> {}: {why}", r.from, r.to);
                 if r.optional {
                     plan.optional_missing.push(msg);
