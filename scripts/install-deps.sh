@@ -16,7 +16,7 @@ done
 pw_ok() {
   command -v pipewire >/dev/null 2>&1 || return 1
   local v
-  v=$(pipewire --version 2>/dev/null | sed -n 's/.*libpipewire \([0-9.]*\).*/\1/p')
+  v=$(pipewire --version 2>/dev/null | sed -n 's/.*libpipewire \([0-9.]*\).*/\1/p' | head -n1)
   dpkg --compare-versions "${v:-0}" ge 1.4
 }
 
