@@ -43,7 +43,13 @@ pub fn spawn(status: async_channel::Sender<Status>) -> PwHandle {
     let (tx, rx) = pw::channel::channel::<Command>();
     let thread = std::thread::Builder::new()
         .name("mugge-pw".into())
-        .spawn(move || run(rx, status))
+        .spawn(move || {
+            // A dead PipeWire thread would leave a daemon that answers D-Bus but manages
+            // nothing: end the process instead, so its supervisor restarts it (links linger).
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(rx, status))).is_err() {
+                std::process::abort();
+            }
+        })
         .expect("spawn PipeWire thread");
     PwHandle {
         commands: tx,
@@ -74,7 +80,9 @@ struct Engine {
     failed_links: HashMap<(u32, u32), String>,
     failed_nodes: HashMap<String, String>,
     synced: bool,
-    disconnected: bool,
+    /// Set from the core error callback without borrowing the engine: that callback can run
+    /// inside an engine method (a failed write while sending a request).
+    disconnected: Rc<std::cell::Cell<bool>>,
     conn: Option<Conn>,
     status_tx: async_channel::Sender<Status>,
     last_status: Option<Status>,
@@ -99,7 +107,7 @@ fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Stat
             failed_links: HashMap::new(),
             failed_nodes: HashMap::new(),
             synced: false,
-            disconnected: false,
+            disconnected: Rc::new(std::cell::Cell::new(false)),
             conn: None,
             status_tx,
             last_status: None,
@@ -152,7 +160,7 @@ fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Stat
             e.graph = Graph::default();
             e.inflight = InFlight::default();
             e.synced = false;
-            e.disconnected = false;
+            e.disconnected.set(false);
             e.quantum_seen = None;
             e.link_seen_at.clear();
             e.publish();
@@ -189,14 +197,12 @@ fn connect(
             }
         })
         .error({
-            let engine = Rc::downgrade(engine);
+            let disconnected = engine.borrow().disconnected.clone();
             let mainloop = mainloop.downgrade();
             move |id, _seq, res, msg| {
                 if id == pw::core::PW_ID_CORE {
                     tracing::warn!("PipeWire connection error {res}: {msg}");
-                    if let Some(e) = engine.upgrade() {
-                        e.borrow_mut().disconnected = true;
-                    }
+                    disconnected.set(true);
                     if let Some(l) = mainloop.upgrade() {
                         l.quit();
                     }
@@ -406,7 +412,7 @@ impl Engine {
     fn step(&mut self) {
         // Generation 0: no desired state yet. Acting on an empty table would tear down the
         // graph a previous run left; wait for the first Apply.
-        if !self.synced || self.conn.is_none() || self.disconnected || self.generation == 0 {
+        if !self.synced || self.conn.is_none() || self.disconnected.get() || self.generation == 0 {
             self.publish();
             return;
         }
@@ -540,7 +546,7 @@ impl Engine {
     }
 
     fn publish(&mut self) {
-        if self.synced && self.conn.is_some() && !self.disconnected {
+        if self.synced && self.conn.is_some() && !self.disconnected.get() {
             let inflight = self.inflight.clone();
             let plan = reconcile(&self.desired, &self.graph, &inflight);
             self.publish_plan(plan);

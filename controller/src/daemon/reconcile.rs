@@ -218,6 +218,18 @@ pub fn reconcile(desired: &Desired, g: &Graph, inflight: &InFlight) -> Plan {
         if inflight.destroyed.contains(&l.id) {
             continue;
         }
+        // Until both nodes have reported their properties, routes between them cannot be
+        // resolved, so the link cannot be judged: destroying it now would tear down what a
+        // previous run made (adoption after a restart).
+        let judged = |id: u32| g.nodes.get(&id).is_some_and(|n| n.info);
+        if !judged(l.out_node) || !judged(l.in_node) {
+            plan.missing.push(format!(
+                "link {} -> {} waits for node properties",
+                g.port_label(l.out_port),
+                g.port_label(l.in_port)
+            ));
+            continue;
+        }
         let pair = (l.out_port, l.in_port);
         let wanted = desired_pairs.contains(&pair) && kept.insert(pair);
         let touches = managed.contains(&l.out_node) || managed.contains(&l.in_node);
@@ -390,6 +402,27 @@ mod tests {
         let p = reconcile(&d, &w.g.g, &InFlight::default());
         assert_eq!(p.destroy_links, rogue);
         let _ = w.hw_out;
+    }
+
+    #[test]
+    fn links_of_nodes_without_properties_yet_are_adopted_not_destroyed() {
+        // After a restart the registry delivers nodes, ports and links before node info.
+        let mut w = world(4);
+        let d = desired(Mode::Dj, &Topology::default());
+        converge(&mut w.g, &d);
+        let ids: Vec<u32> = w.g.g.links.keys().copied().collect();
+        for n in w.g.g.nodes.values_mut() {
+            n.info = false;
+        }
+        let p = reconcile(&d, &w.g.g, &InFlight::default());
+        assert!(p.destroy_links.is_empty() && p.create_links.is_empty());
+        assert!(!p.ready);
+        for n in w.g.g.nodes.values_mut() {
+            n.info = true;
+        }
+        let p = reconcile(&d, &w.g.g, &InFlight::default());
+        assert!(p.ready && p.destroy_links.is_empty());
+        assert_eq!(w.g.g.links.keys().copied().collect::<Vec<_>>(), ids);
     }
 
     #[test]
