@@ -600,7 +600,21 @@ impl Engine {
                 .values()
                 .map(|w| format!("plugin node could not be created: {w}")),
         );
+        let sockets = self
+            .graph
+            .nodes
+            .values()
+            .filter(|n| routing::is_plugin_node(&n.name))
+            .filter_map(|n| {
+                let p = n
+                    .props
+                    .get("mugge.tap.socket")
+                    .or_else(|| n.props.get("mugge.meter.socket"))?;
+                Some((n.name.clone(), p.clone()))
+            })
+            .collect();
         let st = Status {
+            sockets,
             connected: true,
             generation: self.generation,
             ready: missing.is_empty(),

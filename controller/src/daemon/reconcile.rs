@@ -183,12 +183,18 @@ pub fn reconcile(desired: &Desired, g: &Graph, inflight: &InFlight) -> Plan {
                 continue;
             }
         };
-        if !desired_pairs.insert((out_port, in_port)) {
-            continue;
-        }
         let exists = g.links.values().any(|l| {
             l.out_port == out_port && l.in_port == in_port && !inflight.destroyed.contains(&l.id)
         });
+        plan.links.push(LinkState {
+            from: r.from.to_string(),
+            to: r.to.to_string(),
+            optional: r.optional,
+            present: exists,
+        });
+        if !desired_pairs.insert((out_port, in_port)) {
+            continue;
+        }
         if !exists {
             if !inflight.links.contains(&(out_port, in_port)) {
                 plan.create_links.push(NewLink {
@@ -347,6 +353,12 @@ mod tests {
         assert!(p.ready, "{:?}", p.missing);
         assert!(p.create_links.is_empty() && p.destroy_links.is_empty());
         assert_eq!(w.g.g.links.len(), 8);
+        // The route report lists every route with its state.
+        assert_eq!(p.links.len(), d.table.routes.len());
+        assert_eq!(p.links.iter().filter(|l| l.present).count(), 8);
+        assert!(p.links.iter().any(|l| l.from == "mugge-filters-out.main:1"
+            && l.to == "usbstreamer-out:1"
+            && l.present));
         // Speaker 3 is filters-out channel 3 -> hardware AUX2.
         let l =
             w.g.g

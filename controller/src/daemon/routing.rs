@@ -420,7 +420,9 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
             factory: "mugge.tap".into(),
             channels: *channels,
         });
-        let monitor = matches!(source.as_str(), HW_OUT | PROGRAM | HEADPHONES | INEARS);
+        // Sinks are tapped on their monitor side.
+        let monitor = matches!(source.as_str(), HW_OUT | PROGRAM | HEADPHONES | INEARS)
+            || source.starts_with(FILTERS_IN_PREFIX);
         for ch in 1..=*channels {
             let from = End {
                 node: source.clone(),
@@ -609,8 +611,10 @@ mod tests {
 
     #[test]
     fn topology_rejects_collisions_and_out_of_range() {
-        let mut t = Topology::default();
-        t.inears = vec![4, 5];
+        let mut t = Topology {
+            inears: vec![4, 5],
+            ..Topology::default()
+        };
         assert!(t.validate().unwrap_err().contains("twice"));
         t.inears = vec![9, 10];
         assert!(t.validate().unwrap_err().contains("outside"));

@@ -330,13 +330,17 @@ impl Controller {
         let _tx = self.transaction.lock().await;
         let mode = {
             let mut sh = self.shared.lock().unwrap();
-            if sh.status.health.get(source) == Some(&false)
-                || !sh.status.health.contains_key(source)
-            {
-                // Only components we know; an unknown name is a bad argument.
-                if !sh.status.health.contains_key(source) {
-                    return Err(Error::InvalidArgs(format!("unknown source '{source}'")));
-                }
+            // Taps go on managed components only; anything else is a bad argument.
+            if !sh.status.health.contains_key(source) || routing::is_plugin_node(source) {
+                let known: Vec<&String> = sh
+                    .status
+                    .health
+                    .keys()
+                    .filter(|k| !routing::is_plugin_node(k))
+                    .collect();
+                return Err(Error::InvalidArgs(format!(
+                    "unknown source '{source}'; sources: {known:?}"
+                )));
             }
             if sh.taps.iter().any(|(s, _)| s == source) {
                 return Err(Error::Refused(format!(
@@ -368,8 +372,13 @@ impl Controller {
             )
             .await;
         if st.health.get(&tap) == Some(&true) {
-            let dir = self.tap_dir();
-            Ok(dir.join(format!("{tap}.sock")).display().to_string())
+            // The plugin publishes its socket; its documented default otherwise.
+            Ok(st.sockets.get(&tap).cloned().unwrap_or_else(|| {
+                self.tap_dir()
+                    .join(format!("tap-{tap}.sock"))
+                    .display()
+                    .to_string()
+            }))
         } else {
             self.shared
                 .lock()

@@ -38,5 +38,7 @@ pub struct Status {
     /// Component name -> present in the graph.
     pub health: BTreeMap<String, bool>,
     pub links: Vec<LinkState>,
+    /// Plugin node -> its socket path (`mugge.tap.socket` / `mugge.meter.socket`).
+    pub sockets: BTreeMap<String, String>,
     pub stats: Stats,
 }
