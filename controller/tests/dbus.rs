@@ -116,7 +116,20 @@ fn properties_status_and_signals() {
     assert_eq!(p.mode().unwrap(), "live");
     assert_eq!(p.quantum().unwrap(), 1024);
     // The filter-chain node carries mugge.profile.
-    assert_eq!(p.profile().unwrap(), "test-copy");
+    // (It may follow the node's later info event: wait, bounded.)
+    let start = std::time::Instant::now();
+    while p.profile().unwrap() != "test-copy" {
+        if start.elapsed() > T {
+            let g = stack.dump().unwrap();
+            panic!(
+                "profile {}; filters-out props {:?}; status {}",
+                p.profile().unwrap(),
+                g.node("mugge-filters-out.main").map(|n| n.props.clone()),
+                p.get_status().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let h = p.health().unwrap();
     for c in [
         "usbstreamer-out",

@@ -179,9 +179,12 @@ fn kill_9_keeps_links_and_audio_and_a_restart_adopts_without_duplicates() {
     for (ch, x) in got.iter().enumerate() {
         let tail = &x[x.len() - 9600..];
         let r = rms(tail);
+        let peak = tail.iter().fold(0f32, |m, s| m.max(s.abs()));
+        // The 0.25-peak tone through copies (RMS 0.177); a loaded machine may drop a cycle, so
+        // the RMS bound leaves room for that, while silence or a wrong route reads ~0.
         assert!(
-            (r - 0.25 / 2f32.sqrt()).abs() < 0.02,
-            "hardware channel {} rms {r}",
+            (peak - 0.25).abs() < 0.01 && r > 0.12,
+            "hardware channel {} peak {peak} rms {r}",
             ch + 1
         );
     }

@@ -273,13 +273,18 @@ impl Engine {
                                 let Some(e) = weak.upgrade() else { return };
                                 let mut e = e.borrow_mut();
                                 if let Some(n) = e.graph.nodes.get_mut(&id) {
-                                    if let Some(p) = info.props() {
-                                        n.props = p
-                                            .iter()
-                                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                                            .collect();
+                                    // Only an info that says its props changed carries
+                                    // them; the others have an empty dict.
+                                    if info.change_mask().contains(pw::node::NodeChangeMask::PROPS)
+                                    {
+                                        if let Some(p) = info.props() {
+                                            n.props = p
+                                                .iter()
+                                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                                .collect();
+                                        }
+                                        n.info = true;
                                     }
-                                    n.info = true;
                                 }
                                 e.step();
                             })

@@ -50,7 +50,11 @@ pub struct Readiness {
 struct Shared {
     mode: Option<Mode>,
     generation: u64,
+    /// The latest status (what properties read).
     status: Status,
+    /// (generation, ready) of the latest status whose change signals went out: what SetMode
+    /// waits on, so its answer never overtakes the PropertiesChanged signals.
+    settled: (u64, bool),
     taps: Vec<(String, u32)>,
     apps: BTreeMap<Mode, Child>,
     app_notes: Vec<String>,
@@ -101,6 +105,7 @@ impl Controller {
                 mode: None,
                 generation: 0,
                 status: Status::default(),
+                settled: (0, false),
                 taps: Vec::new(),
                 apps: BTreeMap::new(),
                 app_notes: Vec::new(),
@@ -232,7 +237,7 @@ impl Controller {
             let listener = self.changed.listen();
             {
                 let sh = self.shared.lock().unwrap();
-                if sh.status.generation == generation && sh.status.ready {
+                if sh.settled == (generation, true) {
                     return (true, sh.status.clone());
                 }
             }
@@ -514,7 +519,6 @@ pub async fn pump_status(
                 let mut sh = c.shared.lock().unwrap();
                 sh.status = st.clone();
             }
-            c.changed.notify(usize::MAX);
             (c.mode(), c.health())
         };
         let em = iface.signal_emitter();
@@ -544,7 +548,11 @@ pub async fn pump_status(
         if st.missing != last.missing {
             c.missing_changed(em).await?;
         }
+        c.shared.lock().unwrap().settled = (st.generation, st.ready);
         last = st;
+        // Waiters (SetMode) answer only after the PropertiesChanged signals went out, so a
+        // client's cached properties agree with the answer it gets.
+        c.changed.notify(usize::MAX);
     }
     Ok(())
 }

@@ -125,9 +125,13 @@ pub fn bus(stack: &Stack) -> zbus::blocking::Connection {
         .unwrap()
 }
 
+/// An uncached proxy: every property read asks the daemon (a cached value is updated by a
+/// signal that may be processed after a method reply).
 pub fn proxy(stack: &Stack) -> Result<ControllerProxyBlocking<'static>> {
     let conn = bus(stack);
-    Ok(ControllerProxyBlocking::new(&conn)?)
+    Ok(ControllerProxyBlocking::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()?)
 }
 
 /// D-Bus error name of a failed call.
