@@ -1,33 +1,43 @@
 //! `mugge`: the command-line front end and the controller daemon.
 #![forbid(unsafe_code)]
 
-mod cli;
-mod setup;
-
 use clap::{Parser, Subcommand};
+use mugge_controller::cli;
 
 /// mugge: the audio brain of a small PA box.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    Setup(cli::setup::SetupArgs),
+    /// Run the controller daemon (D-Bus org.mugge.Controller).
+    Daemon(cli::daemon::Args),
+    /// Show mode, quantum, profile, readiness and health.
+    Status(cli::status::Args),
+    /// Set the mode: standby, dj, live, measurement.
+    Mode(cli::mode::Args),
+    /// Show the desired links and whether each exists.
+    Links(cli::links::Args),
     /// Speaker profiles.
     Profile(cli::profile::ProfileArgs),
     /// Filter sets: generate, verify, plot, bench.
     Filters(cli::filters::FiltersArgs),
+    /// Set up this box for headless user-session audio.
+    Setup(cli::setup::SetupArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Some(Command::Setup(args)) => cli::setup::run(args),
-        Some(Command::Profile(a)) => cli::profile::run(a),
-        Some(Command::Filters(a)) => cli::filters::run(a),
-        None => Ok(()),
+        Command::Daemon(a) => cli::daemon::run(a),
+        Command::Status(a) => cli::status::run(a),
+        Command::Mode(a) => cli::mode::run(a),
+        Command::Links(a) => cli::links::run(a),
+        Command::Profile(a) => cli::profile::run(a),
+        Command::Filters(a) => cli::filters::run(a),
+        Command::Setup(a) => cli::setup::run(a),
     }
 }

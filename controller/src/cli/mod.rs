@@ -1,4 +1,10 @@
-//! One module per command group, so several people can add subcommands without conflicts.
+//! `mugge` subcommands, one module per command group, so several people can add subcommands
+//! without conflicts.
+
+pub mod daemon;
 pub mod filters;
+pub mod links;
+pub mod mode;
 pub mod profile;
 pub mod setup;
+pub mod status;

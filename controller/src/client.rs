@@ -1,0 +1,59 @@
+//! A D-Bus client for the controller, used by the CLI and the tests.
+
+use std::collections::HashMap;
+
+use crate::daemon::service::Readiness;
+
+#[zbus::proxy(
+    interface = "org.mugge.Controller1",
+    default_service = "org.mugge.Controller",
+    default_path = "/org/mugge/Controller"
+)]
+pub trait Controller {
+    fn set_mode(&self, mode: &str) -> zbus::Result<Readiness>;
+    fn get_status(&self) -> zbus::Result<String>;
+    fn start_tap(&self, source: &str, channels: u32) -> zbus::Result<String>;
+    fn stop_tap(&self, source: &str) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn mode(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn quantum(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn profile(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn health(&self) -> zbus::Result<HashMap<String, String>>;
+    #[zbus(property)]
+    fn links(&self) -> zbus::Result<Vec<(String, String, bool, bool)>>;
+    #[zbus(property)]
+    fn ready(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn missing(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(signal, name = "ModeChanged")]
+    fn mode_signal(&self, mode: &str) -> zbus::Result<()>;
+    #[zbus(signal, name = "HealthChanged")]
+    fn health_signal(&self, health: HashMap<String, String>) -> zbus::Result<()>;
+}
+
+/// A blocking proxy on the session bus.
+pub fn connect() -> anyhow::Result<ControllerProxyBlocking<'static>> {
+    let conn = zbus::blocking::Connection::session()
+        .map_err(|e| anyhow::anyhow!("cannot reach the session bus: {e}"))?;
+    Ok(ControllerProxyBlocking::new(&conn)?)
+}
+
+/// Turns a D-Bus error into the message people should read.
+pub fn explain(e: zbus::Error) -> anyhow::Error {
+    match e {
+        zbus::Error::MethodError(name, Some(msg), _) => {
+            let short = name.as_str().rsplit('.').next().unwrap_or("").to_string();
+            if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown" {
+                anyhow::anyhow!(
+                    "the mugge controller is not running (start it with `mugge daemon`)"
+                )
+            } else {
+                anyhow::anyhow!("{short}: {msg}")
+            }
+        }
+        e => anyhow::anyhow!("{e}"),
+    }
+}

@@ -1,0 +1,55 @@
+//! The controller daemon: desired state per mode, the observed graph and the reconciler.
+
+pub mod config;
+pub mod graph;
+pub mod pw;
+pub mod reconcile;
+pub mod routing;
+pub mod service;
+pub mod status;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use config::Config;
+use routing::Mode;
+use service::{Controller, BUS_NAME, OBJECT_PATH};
+
+/// Where the daemon remembers its mode, so that a restart adopts the graph instead of
+/// tearing it down to standby.
+pub fn state_file() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("mugge/controller-mode"))
+}
+
+/// Runs the daemon until the session bus connection or the PipeWire thread ends.
+pub fn run(config: Config, initial: Option<Mode>) -> anyhow::Result<()> {
+    let (status_tx, status_rx) = async_channel::unbounded();
+    let pw = pw::spawn(status_tx);
+    let state = state_file();
+    let remembered = state
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().parse::<Mode>().ok());
+    let ctl = Controller::new(config, pw.commands.clone(), state);
+    let mode = initial.or(remembered).unwrap_or(Mode::Standby);
+    if let Err(e) = ctl.restore(mode) {
+        tracing::warn!("cannot restore mode {mode}: {e}; using standby");
+        ctl.restore(Mode::Standby)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    tracing::info!("starting in mode {mode}");
+    async_io::block_on(async move {
+        let conn = zbus::connection::Builder::session()?
+            .name(BUS_NAME)?
+            .serve_at(OBJECT_PATH, ctl)?
+            .build()
+            .await
+            .context("cannot own org.mugge.Controller on the session bus")?;
+        service::pump_status(conn, status_rx).await?;
+        anyhow::Ok(())
+    })?;
+    let _ = pw.commands.send(pw::Command::Quit);
+    let _ = pw.thread.join();
+    Ok(())
+}

@@ -1,0 +1,652 @@
+//! The one PipeWire connection, in its own thread running the PipeWire main loop.
+//!
+//! Registry events update the observed graph; after each event (once the initial enumeration
+//! is through) the reconciler runs and its operations are sent at once, so an undesired link is
+//! destroyed within one main-loop turn of its appearance. Commands arrive through a
+//! `pipewire::channel`; status goes out through an async channel only when it changed.
+//! Nothing here polls: the thread sleeps in the loop until PipeWire or a command wakes it.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use pipewire as pw;
+use pw::proxy::ProxyT;
+use pw::types::ObjectType;
+
+use super::graph::{Direction, Graph, Link, Node, Port};
+use super::reconcile::{reconcile, Desired, InFlight, NewLink, Plan};
+use super::routing::{self, PluginNode};
+use super::status::{Stats, Status};
+
+/// Commands from the service to the PipeWire thread.
+pub enum Command {
+    /// A new desired state; `generation` increases with every SetMode.
+    Apply {
+        generation: u64,
+        desired: Desired,
+        quantum: u32,
+        /// Components reported in Health.
+        components: Vec<String>,
+    },
+    Quit,
+}
+
+pub struct PwHandle {
+    pub commands: pw::channel::Sender<Command>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the PipeWire thread. `status` receives a fresh `Status` whenever it changes.
+pub fn spawn(status: async_channel::Sender<Status>) -> PwHandle {
+    let (tx, rx) = pw::channel::channel::<Command>();
+    let thread = std::thread::Builder::new()
+        .name("mugge-pw".into())
+        .spawn(move || {
+            // A dead PipeWire thread would leave a daemon that answers D-Bus but manages
+            // nothing: end the process instead, so its supervisor restarts it (links linger).
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(rx, status))).is_err() {
+                std::process::abort();
+            }
+        })
+        .expect("spawn PipeWire thread");
+    PwHandle {
+        commands: tx,
+        thread,
+    }
+}
+
+struct Conn {
+    core: pw::core::CoreRc,
+    registry: pw::registry::RegistryRc,
+    _core_listener: pw::core::Listener,
+    _registry_listener: pw::registry::Listener,
+    nodes: HashMap<u32, (pw::node::Node, pw::node::NodeListener)>,
+    settings: Option<(pw::metadata::Metadata, pw::metadata::MetadataListener)>,
+    pending_links: HashMap<(u32, u32), (pw::link::Link, pw::proxy::ProxyListener)>,
+    pending_nodes: HashMap<String, (pw::node::Node, pw::proxy::ProxyListener)>,
+}
+
+struct Engine {
+    graph: Graph,
+    desired: Desired,
+    generation: u64,
+    quantum_wanted: Option<u32>,
+    quantum_seen: Option<u32>,
+    components: Vec<String>,
+    inflight: InFlight,
+    /// Failures are not retried until the next Apply or until the ports change.
+    failed_links: HashMap<(u32, u32), String>,
+    failed_nodes: HashMap<String, String>,
+    synced: bool,
+    /// Set from the core error callback without borrowing the engine: that callback can run
+    /// inside an engine method (a failed write while sending a request).
+    disconnected: Rc<std::cell::Cell<bool>>,
+    conn: Option<Conn>,
+    status_tx: async_channel::Sender<Status>,
+    last_status: Option<Status>,
+    link_seen_at: HashMap<u32, Instant>,
+    stats: Stats,
+    weak: Weak<RefCell<Engine>>,
+}
+
+fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Status>) {
+    pw::init();
+    let mainloop = pw::main_loop::MainLoopRc::new(None).expect("PipeWire main loop");
+    let context = pw::context::ContextRc::new(&mainloop, None).expect("PipeWire context");
+    let engine = Rc::new_cyclic(|weak| {
+        RefCell::new(Engine {
+            graph: Graph::default(),
+            desired: Desired::default(),
+            generation: 0,
+            quantum_wanted: None,
+            quantum_seen: None,
+            components: Vec::new(),
+            inflight: InFlight::default(),
+            failed_links: HashMap::new(),
+            failed_nodes: HashMap::new(),
+            synced: false,
+            disconnected: Rc::new(std::cell::Cell::new(false)),
+            conn: None,
+            status_tx,
+            last_status: None,
+            link_seen_at: HashMap::new(),
+            stats: Stats::default(),
+            weak: weak.clone(),
+        })
+    });
+    let quit = Rc::new(std::cell::Cell::new(false));
+    let _rx = rx.attach(mainloop.loop_(), {
+        let engine = engine.clone();
+        let mainloop = mainloop.clone();
+        let quit = quit.clone();
+        move |cmd| match cmd {
+            Command::Apply {
+                generation,
+                desired,
+                quantum,
+                components,
+            } => {
+                let mut e = engine.borrow_mut();
+                e.generation = generation;
+                e.desired = desired;
+                e.quantum_wanted = Some(quantum);
+                e.components = components;
+                e.failed_links.clear();
+                e.failed_nodes.clear();
+                e.apply_quantum();
+                e.step();
+            }
+            Command::Quit => {
+                quit.set(true);
+                mainloop.quit();
+            }
+        }
+    });
+
+    while !quit.get() {
+        match connect(&context, &engine, &mainloop) {
+            Ok(conn) => {
+                engine.borrow_mut().conn = Some(conn);
+                tracing::info!("connected to PipeWire");
+                mainloop.run();
+            }
+            Err(e) => tracing::warn!("cannot connect to PipeWire: {e}"),
+        }
+        {
+            let mut e = engine.borrow_mut();
+            e.conn = None;
+            e.graph = Graph::default();
+            e.inflight = InFlight::default();
+            e.synced = false;
+            e.disconnected.set(false);
+            e.quantum_seen = None;
+            e.link_seen_at.clear();
+            e.publish();
+        }
+        if quit.get() {
+            break;
+        }
+        // Only while PipeWire is away: wait before trying to reconnect. Commands queue up in
+        // the channel and are handled once the loop runs again.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn connect(
+    context: &pw::context::ContextRc,
+    engine: &Rc<RefCell<Engine>>,
+    mainloop: &pw::main_loop::MainLoopRc,
+) -> Result<Conn, pw::Error> {
+    let core = context.connect_rc(None)?;
+    let registry = core.get_registry_rc()?;
+    let pending = core.sync(0)?;
+    let core_listener = core
+        .add_listener_local()
+        .done({
+            let engine = Rc::downgrade(engine);
+            move |id, seq| {
+                if id == pw::core::PW_ID_CORE && seq == pending {
+                    if let Some(e) = engine.upgrade() {
+                        let mut e = e.borrow_mut();
+                        e.synced = true;
+                        e.step();
+                    }
+                }
+            }
+        })
+        .error({
+            let disconnected = engine.borrow().disconnected.clone();
+            let mainloop = mainloop.downgrade();
+            move |id, _seq, res, msg| {
+                if id == pw::core::PW_ID_CORE {
+                    tracing::warn!("PipeWire connection error {res}: {msg}");
+                    disconnected.set(true);
+                    if let Some(l) = mainloop.upgrade() {
+                        l.quit();
+                    }
+                }
+            }
+        })
+        .register();
+    let registry_listener = registry
+        .add_listener_local()
+        .global({
+            let engine = Rc::downgrade(engine);
+            move |global| {
+                if let Some(e) = engine.upgrade() {
+                    let mut e = e.borrow_mut();
+                    e.on_global(global);
+                }
+            }
+        })
+        .global_remove({
+            let engine = Rc::downgrade(engine);
+            move |id| {
+                if let Some(e) = engine.upgrade() {
+                    e.borrow_mut().on_remove(id);
+                }
+            }
+        })
+        .register();
+    Ok(Conn {
+        core,
+        registry,
+        _core_listener: core_listener,
+        _registry_listener: registry_listener,
+        nodes: HashMap::new(),
+        settings: None,
+        pending_links: HashMap::new(),
+        pending_nodes: HashMap::new(),
+    })
+}
+
+fn prop_u32(props: &pw::spa::utils::dict::DictRef, key: &str) -> Option<u32> {
+    props.get(key).and_then(|v| v.parse().ok())
+}
+
+impl Engine {
+    fn on_global(&mut self, global: &pw::registry::GlobalObject<&pw::spa::utils::dict::DictRef>) {
+        let Some(props) = global.props else { return };
+        let id = global.id;
+        match global.type_ {
+            ObjectType::Node => {
+                let name = props.get("node.name").unwrap_or("").to_string();
+                let node = Node {
+                    id,
+                    name: name.clone(),
+                    media_class: props.get("media.class").unwrap_or("").to_string(),
+                    props: BTreeMap::new(),
+                    info: false,
+                };
+                self.graph.nodes.insert(id, node);
+                self.inflight.nodes.remove(&name);
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.pending_nodes.remove(&name);
+                    // Full properties (positions, mugge.*) come with the node's info.
+                    if let Ok(proxy) = conn.registry.bind::<pw::node::Node, _>(global) {
+                        let weak = self.weak.clone();
+                        let listener = proxy
+                            .add_listener_local()
+                            .info(move |info| {
+                                let Some(e) = weak.upgrade() else { return };
+                                let mut e = e.borrow_mut();
+                                if let Some(n) = e.graph.nodes.get_mut(&id) {
+                                    // Only an info that says its props changed carries
+                                    // them; the others have an empty dict.
+                                    if info.change_mask().contains(pw::node::NodeChangeMask::PROPS)
+                                    {
+                                        if let Some(p) = info.props() {
+                                            n.props = p
+                                                .iter()
+                                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                                .collect();
+                                        }
+                                        n.info = true;
+                                    }
+                                }
+                                e.step();
+                            })
+                            .register();
+                        conn.nodes.insert(id, (proxy, listener));
+                    }
+                }
+            }
+            ObjectType::Port => {
+                let (Some(node), Some(index)) =
+                    (prop_u32(props, "node.id"), prop_u32(props, "port.id"))
+                else {
+                    return;
+                };
+                let direction = match props.get("port.direction") {
+                    Some("in") => Direction::In,
+                    Some("out") => Direction::Out,
+                    _ => return,
+                };
+                self.graph.ports.insert(
+                    id,
+                    Port {
+                        id,
+                        node,
+                        direction,
+                        index,
+                        channel: props.get("audio.channel").map(str::to_string),
+                        monitor: props.get("port.monitor") == Some("true"),
+                        name: props.get("port.name").unwrap_or("").to_string(),
+                    },
+                );
+                self.step();
+            }
+            ObjectType::Link => {
+                let ids = (
+                    prop_u32(props, "link.output.node"),
+                    prop_u32(props, "link.output.port"),
+                    prop_u32(props, "link.input.node"),
+                    prop_u32(props, "link.input.port"),
+                );
+                let (Some(out_node), Some(out_port), Some(in_node), Some(in_port)) = ids else {
+                    return;
+                };
+                self.graph.links.insert(
+                    id,
+                    Link {
+                        id,
+                        out_node,
+                        out_port,
+                        in_node,
+                        in_port,
+                    },
+                );
+                self.link_seen_at.insert(id, Instant::now());
+                self.inflight.links.remove(&(out_port, in_port));
+                if let Some(conn) = self.conn.as_mut() {
+                    // object.linger keeps the link when the proxy goes.
+                    conn.pending_links.remove(&(out_port, in_port));
+                }
+                self.step();
+            }
+            ObjectType::Metadata if props.get("metadata.name") == Some("settings") => {
+                let Some(conn) = self.conn.as_mut() else {
+                    return;
+                };
+                if let Ok(md) = conn.registry.bind::<pw::metadata::Metadata, _>(global) {
+                    let weak = self.weak.clone();
+                    let listener = md
+                        .add_listener_local()
+                        .property(move |subject, key, _type, value| {
+                            if subject == 0 && key == Some("clock.force-quantum") {
+                                if let Some(e) = weak.upgrade() {
+                                    let mut e = e.borrow_mut();
+                                    e.quantum_seen =
+                                        value.and_then(|v| v.parse().ok()).filter(|q| *q != 0);
+                                    e.step();
+                                }
+                            }
+                            0
+                        })
+                        .register();
+                    conn.settings = Some((md, listener));
+                    self.apply_quantum();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_remove(&mut self, id: u32) {
+        if let Some(seen) = self.link_seen_at.remove(&id) {
+            if self.inflight.destroyed.contains(&id) {
+                let us = seen.elapsed().as_micros() as u64;
+                self.stats.last_destroy_us = Some(us);
+                self.stats.max_destroy_us = Some(self.stats.max_destroy_us.unwrap_or(0).max(us));
+                tracing::info!("undesired link {id} gone {us} us after it appeared");
+            }
+        }
+        if let Some(p) = self.graph.ports.get(&id) {
+            let port = p.id;
+            self.failed_links
+                .retain(|(o, i), _| *o != port && *i != port);
+        }
+        self.graph.remove(id);
+        self.inflight.destroyed.remove(&id);
+        if let Some(conn) = self.conn.as_mut() {
+            conn.nodes.remove(&id);
+        }
+        self.step();
+    }
+
+    fn apply_quantum(&mut self) {
+        let (Some(q), Some(conn)) = (self.quantum_wanted, self.conn.as_ref()) else {
+            return;
+        };
+        if self.quantum_seen == Some(q) {
+            return;
+        }
+        if let Some((md, _)) = conn.settings.as_ref() {
+            md.set_property(
+                0,
+                "clock.force-quantum",
+                Some("Spa:Int"),
+                Some(&q.to_string()),
+            );
+        }
+    }
+
+    /// Reconciles and acts, then publishes the status.
+    fn step(&mut self) {
+        // Generation 0: no desired state yet. Acting on an empty table would tear down the
+        // graph a previous run left; wait for the first Apply.
+        if !self.synced || self.conn.is_none() || self.disconnected.get() || self.generation == 0 {
+            self.publish();
+            return;
+        }
+        let mut inflight = self.inflight.clone();
+        inflight.links.extend(self.failed_links.keys().copied());
+        inflight.nodes.extend(self.failed_nodes.keys().cloned());
+        let plan = reconcile(&self.desired, &self.graph, &inflight);
+        self.act(&plan);
+        self.publish_plan(plan);
+    }
+
+    fn act(&mut self, plan: &Plan) {
+        for &id in plan.destroy_links.iter().chain(&plan.destroy_nodes) {
+            if self.inflight.destroyed.insert(id) {
+                let conn = self.conn.as_ref().expect("connected");
+                let _ = conn.registry.destroy_global(id);
+                if self.graph.links.contains_key(&id) {
+                    self.stats.links_destroyed += 1;
+                    tracing::info!("destroying link {id}");
+                } else {
+                    self.stats.nodes_destroyed += 1;
+                    tracing::info!("destroying node {id}");
+                }
+            }
+        }
+        for l in &plan.create_links {
+            self.create_link(l);
+        }
+        for n in &plan.create_nodes {
+            self.create_node(n);
+        }
+    }
+
+    fn create_link(&mut self, l: &NewLink) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let mut props = pw::properties::PropertiesBox::new();
+        props.insert("link.output.node", l.out_node.to_string());
+        props.insert("link.output.port", l.out_port.to_string());
+        props.insert("link.input.node", l.in_node.to_string());
+        props.insert("link.input.port", l.in_port.to_string());
+        // Links outlive the controller: audio keeps flowing if it dies.
+        props.insert("object.linger", "true");
+        let key = (l.out_port, l.in_port);
+        match conn
+            .core
+            .create_object::<pw::link::Link>("link-factory", &props)
+        {
+            Ok(link) => {
+                let weak = self.weak.clone();
+                let label = format!("{} -> {}", l.route.from, l.route.to);
+                let listener = link
+                    .upcast_ref()
+                    .add_listener_local()
+                    .error(move |_seq, res, msg| {
+                        tracing::warn!("link {label} failed ({res}): {msg}");
+                        if let Some(e) = weak.upgrade() {
+                            if let Ok(mut e) = e.try_borrow_mut() {
+                                e.inflight.links.remove(&key);
+                                e.failed_links
+                                    .insert(key, format!("link {label} failed: {msg}"));
+                            }
+                        }
+                    })
+                    .register();
+                conn.pending_links.insert(key, (link, listener));
+                self.inflight.links.insert(key);
+                self.stats.links_created += 1;
+                tracing::debug!("creating link {} -> {}", l.route.from, l.route.to);
+            }
+            Err(e) => {
+                self.failed_links
+                    .insert(key, format!("link {} -> {}: {e}", l.route.from, l.route.to));
+            }
+        }
+    }
+
+    fn create_node(&mut self, n: &PluginNode) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let positions: Vec<String> = (0..n.channels).map(|i| format!("AUX{i}")).collect();
+        let mut props = pw::properties::PropertiesBox::new();
+        props.insert("factory.name", n.factory.clone());
+        props.insert("library.name", "mugge/libspa-mugge");
+        props.insert("node.name", n.name.clone());
+        props.insert(
+            "node.description",
+            format!("mugge {}", n.name.trim_start_matches("mugge-")),
+        );
+        props.insert("audio.channels", n.channels.to_string());
+        props.insert("audio.position", format!("[ {} ]", positions.join(" ")));
+        props.insert("mugge.channels", n.channels.to_string());
+        props.insert("node.autoconnect", "false");
+        props.insert("object.linger", "true");
+        match conn.core.create_object::<pw::node::Node>("adapter", &props) {
+            Ok(node) => {
+                let weak = self.weak.clone();
+                let name = n.name.clone();
+                let listener = node
+                    .upcast_ref()
+                    .add_listener_local()
+                    .error(move |_seq, res, msg| {
+                        tracing::warn!("creating node {name} failed ({res}): {msg}");
+                        if let Some(e) = weak.upgrade() {
+                            if let Ok(mut e) = e.try_borrow_mut() {
+                                e.inflight.nodes.remove(&name);
+                                e.failed_nodes
+                                    .insert(name.clone(), format!("{name}: {msg}"));
+                                e.publish();
+                            }
+                        }
+                    })
+                    .register();
+                conn.pending_nodes.insert(n.name.clone(), (node, listener));
+                self.inflight.nodes.insert(n.name.clone());
+                self.stats.nodes_created += 1;
+                tracing::info!(
+                    "creating node {} ({}, {} ch)",
+                    n.name,
+                    n.factory,
+                    n.channels
+                );
+            }
+            Err(e) => {
+                self.failed_nodes
+                    .insert(n.name.clone(), format!("{}: {e}", n.name));
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        if self.synced && self.conn.is_some() && !self.disconnected.get() {
+            let inflight = self.inflight.clone();
+            let plan = reconcile(&self.desired, &self.graph, &inflight);
+            self.publish_plan(plan);
+        } else {
+            let st = Status {
+                connected: false,
+                generation: self.generation,
+                missing: vec!["not connected to PipeWire".into()],
+                stats: self.stats.clone(),
+                ..Status::default()
+            };
+            self.send(st);
+        }
+    }
+
+    fn publish_plan(&mut self, plan: Plan) {
+        let mut missing = plan.missing;
+        missing.extend(self.failed_links.values().cloned());
+        for (name, why) in &self.failed_nodes {
+            let line = format!("plugin node could not be created: {why}");
+            if self.desired.require_plugins {
+                missing.push(line);
+            } else {
+                let _ = name;
+            }
+        }
+        if let Some(q) = self.quantum_wanted {
+            if self.quantum_seen != Some(q) {
+                missing.push(format!(
+                    "quantum {q} not applied yet (now {:?})",
+                    self.quantum_seen
+                ));
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        let health = self
+            .components
+            .iter()
+            .map(|c| (c.clone(), self.graph.node_named(c).is_some()))
+            .collect();
+        let profile = self
+            .graph
+            .nodes
+            .values()
+            .find(|n| n.name == routing::filters_out(self.filter_tag()))
+            .and_then(|n| n.props.get("mugge.profile").cloned());
+        let mut optional_missing = plan.optional_missing;
+        optional_missing.extend(
+            self.failed_nodes
+                .values()
+                .map(|w| format!("plugin node could not be created: {w}")),
+        );
+        let sockets = self
+            .graph
+            .nodes
+            .values()
+            .filter(|n| routing::is_plugin_node(&n.name))
+            .filter_map(|n| {
+                let p = n
+                    .props
+                    .get("mugge.tap.socket")
+                    .or_else(|| n.props.get("mugge.meter.socket"))?;
+                Some((n.name.clone(), p.clone()))
+            })
+            .collect();
+        let st = Status {
+            sockets,
+            connected: true,
+            generation: self.generation,
+            ready: missing.is_empty(),
+            missing,
+            optional_missing,
+            quantum: self.quantum_seen,
+            profile,
+            health,
+            links: plan.links,
+            stats: self.stats.clone(),
+        };
+        self.send(st);
+    }
+
+    fn filter_tag(&self) -> &str {
+        self.desired
+            .table
+            .routes
+            .iter()
+            .find_map(|r| r.from.node.strip_prefix(routing::FILTERS_OUT_PREFIX))
+            .unwrap_or("main")
+    }
+
+    fn send(&mut self, st: Status) {
+        if self.last_status.as_ref() != Some(&st) {
+            self.last_status = Some(st.clone());
+            let _ = self.status_tx.try_send(st);
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! The D-Bus service `org.mugge.Controller` (interface `org.mugge.Controller1` at
+//! `/org/mugge/Controller`). It turns calls into desired states for the PipeWire thread and
+//! answers from the status that thread publishes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::Type;
+
+use super::config::Config;
+use super::pw::Command;
+use super::reconcile::Desired;
+use super::routing::{self, Mode, Table, TableInput};
+use super::status::Status;
+
+pub const BUS_NAME: &str = "org.mugge.Controller";
+pub const OBJECT_PATH: &str = "/org/mugge/Controller";
+pub const INTERFACE: &str = "org.mugge.Controller1";
+
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.mugge.Controller1.Error")]
+pub enum Error {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// A bad argument; nothing was changed.
+    InvalidArgs(String),
+    /// The request is valid but not allowed in this state (e.g. Live without in-ears).
+    Refused(String),
+    /// The graph did not match the table in time; the text names what is missing.
+    NotReady(String),
+}
+
+/// SetMode's answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct Readiness {
+    pub ready: bool,
+    pub mode: String,
+    pub quantum: u32,
+    pub missing: Vec<String>,
+    /// Optional parts that are absent, and application notes (not blocking readiness).
+    pub notes: Vec<String>,
+    pub elapsed_us: u64,
+}
+
+struct Shared {
+    mode: Option<Mode>,
+    generation: u64,
+    /// The latest status (what properties read).
+    status: Status,
+    /// (generation, ready) of the latest status whose change signals went out: what SetMode
+    /// waits on, so its answer never overtakes the PropertiesChanged signals.
+    settled: (u64, bool),
+    taps: Vec<(String, u32)>,
+    apps: BTreeMap<Mode, Child>,
+    app_notes: Vec<String>,
+}
+
+pub struct Controller {
+    config: Config,
+    shared: Arc<Mutex<Shared>>,
+    changed: Arc<event_listener::Event>,
+    commands: Mutex<pipewire::channel::Sender<Command>>,
+    transaction: async_lock::Mutex<()>,
+    state_file: Option<PathBuf>,
+}
+
+/// Groups "link A -> B: reason" lines by reason, so one absent node is one note.
+fn summarise(lines: &[String]) -> Vec<String> {
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for l in lines {
+        match l.strip_prefix("link ").and_then(|r| r.split_once(": ")) {
+            Some((_, reason)) => *by_reason.entry(reason).or_default() += 1,
+            None => out.push(l.clone()),
+        }
+    }
+    for (reason, n) in by_reason {
+        out.push(format!(
+            "{reason} ({n} optional link{})",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    out
+}
+
+/// Health entries are "Connected" or "Disconnected".
+fn health_word(up: bool) -> String {
+    if up { "Connected" } else { "Disconnected" }.to_string()
+}
+
+impl Controller {
+    pub fn new(
+        config: Config,
+        commands: pipewire::channel::Sender<Command>,
+        state_file: Option<PathBuf>,
+    ) -> Self {
+        Controller {
+            config,
+            shared: Arc::new(Mutex::new(Shared {
+                mode: None,
+                generation: 0,
+                status: Status::default(),
+                settled: (0, false),
+                taps: Vec::new(),
+                apps: BTreeMap::new(),
+                app_notes: Vec::new(),
+            })),
+            changed: Arc::new(event_listener::Event::new()),
+            commands: Mutex::new(commands),
+            transaction: async_lock::Mutex::new(()),
+            state_file,
+        }
+    }
+
+    fn table_for(&self, mode: Mode, taps: &[(String, u32)]) -> Result<Table, Error> {
+        let extra = self.config.extra_routes(mode);
+        let app = self.config.apps.get(&mode).map(|a| &a.routing);
+        let inp = TableInput {
+            mode,
+            topology: &self.config.topology,
+            filter_tag: &self.config.filter_tag,
+            app,
+            extra: &extra,
+            taps,
+        };
+        routing::table(&inp).map_err(|e| match e {
+            routing::TableError::NoInears(_) => Error::Refused(e.to_string()),
+            _ => Error::InvalidArgs(e.to_string()),
+        })
+    }
+
+    fn components(&self, mode: Mode, table: &Table) -> Vec<String> {
+        let mut c: Vec<String> = [
+            routing::HW_OUT,
+            routing::HW_IN,
+            routing::MIC,
+            routing::PROGRAM,
+            routing::HEADPHONES,
+            routing::INEARS,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        c.push(routing::filters_in(&self.config.filter_tag));
+        c.push(routing::filters_out(&self.config.filter_tag));
+        c.extend(table.plugins.iter().map(|p| p.name.clone()));
+        if let Some(app) = self.config.apps.get(&mode) {
+            if matches!(mode, Mode::Dj | Mode::Live) {
+                c.push(app.routing.node.clone());
+            }
+        }
+        c
+    }
+
+    /// Sends the desired state for `mode` to the PipeWire thread; returns its generation.
+    fn apply(&self, mode: Mode) -> Result<u64, Error> {
+        let mut sh = self.shared.lock().unwrap();
+        let table = self.table_for(mode, &sh.taps)?;
+        let components = self.components(mode, &table);
+        sh.generation += 1;
+        let generation = sh.generation;
+        let desired = Desired {
+            table,
+            require_plugins: self.config.require_plugins,
+        };
+        let cmd = Command::Apply {
+            generation,
+            desired,
+            quantum: self.config.quantum_for(mode),
+            components,
+        };
+        if self.commands.lock().unwrap().send(cmd).is_err() {
+            return Err(Error::NotReady("the PipeWire thread is gone".into()));
+        }
+        sh.mode = Some(mode);
+        Ok(generation)
+    }
+
+    /// Applies the mode a previous run left (restart safety: adopt, do not tear down).
+    pub fn restore(&self, mode: Mode) -> Result<(), Error> {
+        self.apply(mode).map(|_| ())
+    }
+
+    fn persist(&self, mode: Mode) {
+        if let Some(p) = &self.state_file {
+            if let Some(dir) = p.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Err(e) = std::fs::write(p, mode.as_str()) {
+                tracing::warn!("cannot write {}: {e}", p.display());
+            }
+        }
+    }
+
+    /// Starts the mode's application if its node is absent and we have not started it yet.
+    fn ensure_app(&self, mode: Mode) -> Vec<String> {
+        let Some(app) = self.config.apps.get(&mode) else {
+            return vec![];
+        };
+        if !matches!(mode, Mode::Dj | Mode::Live) || app.command.is_empty() {
+            return vec![];
+        }
+        let mut sh = self.shared.lock().unwrap();
+        if sh.status.health.get(&app.routing.node) == Some(&true) {
+            return vec![];
+        }
+        if let Some(child) = sh.apps.get_mut(&mode) {
+            if matches!(child.try_wait(), Ok(None)) {
+                return vec![format!(
+                    "{} started, waiting for node {}",
+                    app.command[0], app.routing.node
+                )];
+            }
+        }
+        match std::process::Command::new(&app.command[0])
+            .args(&app.command[1..])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => {
+                sh.apps.insert(mode, child);
+                vec![format!("started {}", app.command.join(" "))]
+            }
+            Err(e) => vec![format!("application {} not started: {e}", app.command[0])],
+        }
+    }
+
+    /// Waits until the status for `generation` is ready, or the deadline.
+    async fn wait_ready(&self, generation: u64, timeout: Duration) -> (bool, Status) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let listener = self.changed.listen();
+            {
+                let sh = self.shared.lock().unwrap();
+                if sh.settled == (generation, true) {
+                    return (true, sh.status.clone());
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let sh = self.shared.lock().unwrap();
+                return (false, sh.status.clone());
+            }
+            futures_lite::future::or(
+                async {
+                    listener.await;
+                },
+                async {
+                    async_io::Timer::at(deadline).await;
+                },
+            )
+            .await;
+        }
+    }
+
+    pub async fn set_mode_inner(&self, mode: &str) -> Result<Readiness, Error> {
+        let mode: Mode = mode.parse().map_err(Error::InvalidArgs)?;
+        let _tx = self.transaction.lock().await;
+        let start = Instant::now();
+        let generation = self.apply(mode)?;
+        self.persist(mode);
+        let mut notes = self.ensure_app(mode);
+        let (ready, st) = self
+            .wait_ready(
+                generation,
+                Duration::from_millis(self.config.ready_timeout_ms),
+            )
+            .await;
+        let elapsed_us = start.elapsed().as_micros() as u64;
+        notes.extend(summarise(&st.optional_missing));
+        self.shared.lock().unwrap().app_notes = notes.clone();
+        let r = Readiness {
+            ready,
+            mode: mode.to_string(),
+            quantum: st.quantum.unwrap_or(0),
+            missing: st.missing.clone(),
+            notes,
+            elapsed_us,
+        };
+        if !ready {
+            let what = if st.generation != generation {
+                "the PipeWire thread has not answered".to_string()
+            } else {
+                st.missing.join("; ")
+            };
+            return Err(Error::NotReady(format!(
+                "mode {mode} not ready after {} ms: {what}",
+                self.config.ready_timeout_ms
+            )));
+        }
+        Ok(r)
+    }
+
+    pub fn status_json(&self) -> String {
+        let sh = self.shared.lock().unwrap();
+        let v = serde_json::json!({
+            "mode": sh.mode.map(|m| m.to_string()).unwrap_or_default(),
+            "quantum_wanted": sh.mode.map(|m| self.config.quantum_for(m)),
+            "status": sh.status,
+            "notes": sh.app_notes,
+            "taps": sh.taps,
+        });
+        v.to_string()
+    }
+}
+
+#[zbus::interface(name = "org.mugge.Controller1")]
+impl Controller {
+    /// Sets the mode (standby, dj, live, measurement) and answers once the graph matches.
+    async fn set_mode(&self, mode: &str) -> Result<Readiness, Error> {
+        self.set_mode_inner(mode).await
+    }
+
+    /// Everything in one JSON document (for `mugge status --json` and scripts).
+    fn get_status(&self) -> String {
+        self.status_json()
+    }
+
+    /// Starts a PCM tap on a source node (`usbstreamer-in`, `usbstreamer-out`, `umik1-in`,
+    /// `mugge-program`, ...) with `channels` channels; returns the tap's socket path.
+    async fn start_tap(&self, source: &str, channels: u32) -> Result<String, Error> {
+        if source.is_empty() || source.contains(char::is_whitespace) || source.contains('/') {
+            return Err(Error::InvalidArgs(format!("'{source}' is not a node name")));
+        }
+        if !(1..=32).contains(&channels) {
+            return Err(Error::InvalidArgs(format!(
+                "channels must be 1..32, not {channels}"
+            )));
+        }
+        let _tx = self.transaction.lock().await;
+        let mode = {
+            let mut sh = self.shared.lock().unwrap();
+            // Taps go on managed components only; anything else is a bad argument.
+            if !sh.status.health.contains_key(source) || routing::is_plugin_node(source) {
+                let known: Vec<&String> = sh
+                    .status
+                    .health
+                    .keys()
+                    .filter(|k| !routing::is_plugin_node(k))
+                    .collect();
+                return Err(Error::InvalidArgs(format!(
+                    "unknown source '{source}'; sources: {known:?}"
+                )));
+            }
+            if sh.taps.iter().any(|(s, _)| s == source) {
+                return Err(Error::Refused(format!(
+                    "a tap on {source} is already running"
+                )));
+            }
+            let Some(mode) = sh.mode else {
+                return Err(Error::Refused("no mode is set".into()));
+            };
+            sh.taps.push((source.to_string(), channels));
+            mode
+        };
+        let generation = match self.apply(mode) {
+            Ok(g) => g,
+            Err(e) => {
+                self.shared
+                    .lock()
+                    .unwrap()
+                    .taps
+                    .retain(|(s, _)| s != source);
+                return Err(e);
+            }
+        };
+        let tap = format!("{}{source}", routing::TAP_PREFIX);
+        let (_, st) = self
+            .wait_ready(
+                generation,
+                Duration::from_millis(self.config.ready_timeout_ms),
+            )
+            .await;
+        if st.health.get(&tap) == Some(&true) {
+            // The plugin publishes its socket; its documented default otherwise.
+            Ok(st.sockets.get(&tap).cloned().unwrap_or_else(|| {
+                self.tap_dir()
+                    .join(format!("tap-{tap}.sock"))
+                    .display()
+                    .to_string()
+            }))
+        } else {
+            self.shared
+                .lock()
+                .unwrap()
+                .taps
+                .retain(|(s, _)| s != source);
+            let _ = self.apply(mode);
+            Err(Error::NotReady(format!(
+                "tap node {tap} did not appear (is the mugge plugin installed?)"
+            )))
+        }
+    }
+
+    /// Stops the tap on `source`.
+    async fn stop_tap(&self, source: &str) -> Result<(), Error> {
+        let _tx = self.transaction.lock().await;
+        let mode = {
+            let mut sh = self.shared.lock().unwrap();
+            let before = sh.taps.len();
+            sh.taps.retain(|(s, _)| s != source);
+            if sh.taps.len() == before {
+                return Err(Error::InvalidArgs(format!(
+                    "no tap is running on '{source}'"
+                )));
+            }
+            sh.mode
+        };
+        if let Some(m) = mode {
+            self.apply(m)?;
+        }
+        Ok(())
+    }
+
+    #[zbus(property)]
+    fn mode(&self) -> String {
+        self.shared
+            .lock()
+            .unwrap()
+            .mode
+            .map(|m| m.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The applied quantum (`clock.force-quantum` in the settings metadata), 0 if none.
+    #[zbus(property)]
+    fn quantum(&self) -> u32 {
+        self.shared.lock().unwrap().status.quantum.unwrap_or(0)
+    }
+
+    /// The active profile as the filter-chain node reports it (`mugge.profile`), else the
+    /// configured topology's profile.
+    #[zbus(property)]
+    fn profile(&self) -> String {
+        let sh = self.shared.lock().unwrap();
+        sh.status
+            .profile
+            .clone()
+            .unwrap_or_else(|| self.config.topology.profile.clone())
+    }
+
+    /// Component -> "Connected" | "Disconnected".
+    #[zbus(property)]
+    fn health(&self) -> HashMap<String, String> {
+        let sh = self.shared.lock().unwrap();
+        let mut h: HashMap<String, String> = sh
+            .status
+            .health
+            .iter()
+            .map(|(k, v)| (k.clone(), health_word(*v)))
+            .collect();
+        h.insert("pipewire".into(), health_word(sh.status.connected));
+        h
+    }
+
+    /// Desired links (from, to, optional) and whether each exists.
+    #[zbus(property)]
+    fn links(&self) -> Vec<(String, String, bool, bool)> {
+        let sh = self.shared.lock().unwrap();
+        sh.status
+            .links
+            .iter()
+            .map(|l| (l.from.clone(), l.to.clone(), l.optional, l.present))
+            .collect()
+    }
+
+    #[zbus(property)]
+    fn ready(&self) -> bool {
+        self.shared.lock().unwrap().status.ready
+    }
+
+    #[zbus(property)]
+    fn missing(&self) -> Vec<String> {
+        self.shared.lock().unwrap().status.missing.clone()
+    }
+
+    #[zbus(signal, name = "ModeChanged")]
+    async fn emit_mode_changed(emitter: &SignalEmitter<'_>, mode: &str) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "HealthChanged")]
+    async fn emit_health_changed(
+        emitter: &SignalEmitter<'_>,
+        health: HashMap<String, String>,
+    ) -> zbus::Result<()>;
+}
+
+impl Controller {
+    fn tap_dir(&self) -> PathBuf {
+        self.config.tap_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir)
+                .join("mugge")
+        })
+    }
+}
+
+/// Consumes status updates from the PipeWire thread, wakes waiters and emits signals.
+pub async fn pump_status(
+    conn: zbus::Connection,
+    rx: async_channel::Receiver<Status>,
+) -> zbus::Result<()> {
+    let iface = conn
+        .object_server()
+        .interface::<_, Controller>(OBJECT_PATH)
+        .await?;
+    let mut last_mode = String::new();
+    let mut last_health = HashMap::new();
+    let mut last = Status::default();
+    while let Ok(st) = rx.recv().await {
+        let (mode, health) = {
+            let c = iface.get().await;
+            {
+                let mut sh = c.shared.lock().unwrap();
+                sh.status = st.clone();
+            }
+            (c.mode(), c.health())
+        };
+        let em = iface.signal_emitter();
+        if mode != last_mode {
+            Controller::emit_mode_changed(em, &mode).await?;
+            iface.get().await.mode_changed(em).await?;
+            last_mode = mode;
+        }
+        if health != last_health {
+            Controller::emit_health_changed(em, health.clone()).await?;
+            iface.get().await.health_changed(em).await?;
+            last_health = health;
+        }
+        let c = iface.get().await;
+        if st.links != last.links {
+            c.links_changed(em).await?;
+        }
+        if st.quantum != last.quantum {
+            c.quantum_changed(em).await?;
+        }
+        if st.profile != last.profile {
+            c.profile_changed(em).await?;
+        }
+        if st.ready != last.ready {
+            c.ready_changed(em).await?;
+        }
+        if st.missing != last.missing {
+            c.missing_changed(em).await?;
+        }
+        c.shared.lock().unwrap().settled = (st.generation, st.ready);
+        last = st;
+        // Waiters (SetMode) answer only after the PropertiesChanged signals went out, so a
+        // client's cached properties agree with the answer it gets.
+        c.changed.notify(usize::MAX);
+    }
+    Ok(())
+}
