@@ -1,4 +1,4 @@
-//! Shared helpers for the controller's integration tests: a stack with the virtual sinks, a
+//! Shared helpers for the controller's integration tests: a stack (with the virtual sinks), a
 //! stand-in filter-chain (PipeWire's own filter-chain module with plain copies), the daemon
 //! and a D-Bus client on the stack's private bus.
 #![allow(dead_code)]
@@ -13,26 +13,9 @@ use mugge_testkit::{ChildGuard, Graph, Stack};
 
 pub const T: Duration = Duration::from_secs(10);
 
-/// The virtual devices the deploy helper offers applications (contract names).
-pub const VIRTUAL_SINKS: &str = r#"
-context.objects = [
-  { factory = adapter args = { factory.name = support.null-audio-sink node.name = mugge-program
-      media.class = Audio/Sink audio.channels = 2 audio.position = [ FL FR ]
-      monitor.channel-volumes = false object.linger = true } }
-  { factory = adapter args = { factory.name = support.null-audio-sink node.name = mugge-headphones
-      media.class = Audio/Sink audio.channels = 2 audio.position = [ FL FR ]
-      monitor.channel-volumes = false object.linger = true } }
-  { factory = adapter args = { factory.name = support.null-audio-sink node.name = mugge-inears
-      media.class = Audio/Sink audio.channels = 2 audio.position = [ FL FR ]
-      monitor.channel-volumes = false object.linger = true } }
-]
-"#;
-
 pub fn stack() -> Stack {
-    let stack = Stack::builder()
-        .pipewire_fragment("20-mugge-virtual.conf", VIRTUAL_SINKS)
-        .start()
-        .expect("stack");
+    // Every stack carries the production virtual devices (conf/pipewire.conf.d).
+    let stack = Stack::start().expect("stack");
     for s in ["mugge-program", "mugge-headphones", "mugge-inears"] {
         stack
             .wait_for_port(s, "monitor_FR", T)
