@@ -14,6 +14,11 @@ pub trait Controller {
     fn get_status(&self) -> zbus::Result<String>;
     fn start_tap(&self, source: &str, channels: u32) -> zbus::Result<String>;
     fn stop_tap(&self, source: &str) -> zbus::Result<()>;
+    fn activate_profile(&self, name: &str, force: bool) -> zbus::Result<Vec<(String, u64)>>;
+    fn abort_activation(&self) -> zbus::Result<String>;
+    fn unmute(&self) -> zbus::Result<()>;
+    #[zbus(signal, name = "ActivationProgress")]
+    fn activation_progress(&self, phase: &str, percent: u32) -> zbus::Result<()>;
     #[zbus(property)]
     fn mode(&self) -> zbus::Result<String>;
     #[zbus(property)]

@@ -1,4 +1,5 @@
 //! `mugge profile check FILE`: validate a speaker profile and the identities it uses.
+//! `mugge profile activate NAME [--force]`, `abort`, `unmute`: the controller's safety flow.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -20,10 +21,63 @@ enum ProfileCmd {
         #[arg(long)]
         speakers: Option<PathBuf>,
     },
+    /// Activate a profile: generate + gate, mute, new chain, re-link, ramp up (shows progress).
+    Activate {
+        name: String,
+        /// Also in DJ/Live mode (audio drops while the chain changes).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Mute every speaker output now and stop a running activation.
+    Abort,
+    /// Ramp the active chain up to its profile's trims (after a muted start).
+    Unmute,
+}
+
+fn watch_progress(p: &crate::client::ControllerProxyBlocking<'static>) -> Result<()> {
+    let signals = p.receive_activation_progress()?;
+    std::thread::spawn(move || {
+        let mut last = String::new();
+        for s in signals {
+            if let Ok(a) = s.args() {
+                // One line per phase and per 10 % of a ramp.
+                let line = format!("{} {}%", a.phase, a.percent / 10 * 10);
+                if line != last {
+                    println!("  {line}");
+                    last = line;
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 pub fn run(a: ProfileArgs) -> Result<()> {
+    use crate::client::{connect, explain};
     match a.cmd {
+        ProfileCmd::Activate { name, force } => {
+            let p = connect()?;
+            watch_progress(&p)?;
+            println!("activating profile {name}");
+            let timings = p.activate_profile(&name, force).map_err(explain)?;
+            let total: u64 = timings.iter().map(|t| t.1).sum();
+            for (phase, ms) in timings {
+                println!("  {phase:<9} {ms:>6} ms");
+            }
+            println!("profile {name} active ({total} ms)");
+            Ok(())
+        }
+        ProfileCmd::Abort => {
+            println!("{}", connect()?.abort_activation().map_err(explain)?);
+            Ok(())
+        }
+        ProfileCmd::Unmute => {
+            let p = connect()?;
+            watch_progress(&p)?;
+            p.unmute().map_err(explain)?;
+            println!("speaker outputs at the profile's trims");
+            Ok(())
+        }
         ProfileCmd::Check { file, speakers } => match load_rig(&file, speakers.as_deref()) {
             Ok(rig) => {
                 let p = &rig.profile;

@@ -61,6 +61,8 @@ pub struct Config {
     pub extra: BTreeMap<Mode, Vec<ExtraRoute>>,
     /// Directory for tap sockets (default `$XDG_RUNTIME_DIR/mugge`).
     pub tap_dir: Option<PathBuf>,
+    /// Profile activation and the filter-chain process (`[activation]`).
+    pub activation: super::chain::ActivationConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +112,7 @@ impl Default for Config {
             apps,
             extra: BTreeMap::new(),
             tap_dir: None,
+            activation: Default::default(),
         }
     }
 }
@@ -128,6 +131,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         self.topology.validate()?;
+        self.activation.validate()?;
         for (m, q) in &self.quantum {
             if !q.is_power_of_two() || !(32..=8192).contains(q) {
                 return Err(format!(

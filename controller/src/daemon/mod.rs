@@ -1,7 +1,9 @@
 //! The controller daemon: desired state per mode, the observed graph and the reconciler.
 
+pub mod chain;
 pub mod config;
 pub mod graph;
+pub mod props;
 pub mod pw;
 pub mod reconcile;
 pub mod routing;
@@ -46,7 +48,19 @@ pub fn run(config: Config, initial: Option<Mode>) -> anyhow::Result<()> {
             .build()
             .await
             .context("cannot own org.mugge.Controller on the session bus")?;
-        service::pump_status(conn, status_rx).await?;
+        let startup = async {
+            let iface = conn
+                .object_server()
+                .interface::<_, Controller>(OBJECT_PATH)
+                .await?;
+            if let Err(e) = iface.get().await.startup_chain().await {
+                tracing::error!("filter-chain at start: {e}");
+            }
+            anyhow::Ok(())
+        };
+        let (pumped, _) =
+            futures_lite::future::zip(service::pump_status(conn.clone(), status_rx), startup).await;
+        pumped?;
         anyhow::Ok(())
     })?;
     let _ = pw.commands.send(pw::Command::Quit);

@@ -31,6 +31,13 @@ pub enum Command {
         components: Vec<String>,
     },
     Quit,
+    /// Sets filter-graph controls (`ch<N>_gain:Mult`, ...) in the Props of node `node`;
+    /// the reply says whether the node was there to take them.
+    SetControls {
+        node: String,
+        controls: Vec<(String, f32)>,
+        reply: Option<std::sync::mpsc::Sender<Result<(), String>>>,
+    },
 }
 
 pub struct PwHandle {
@@ -63,6 +70,8 @@ struct Conn {
     _core_listener: pw::core::Listener,
     _registry_listener: pw::registry::Listener,
     nodes: HashMap<u32, (pw::node::Node, pw::node::NodeListener)>,
+    /// Client id -> process id (`pipewire.sec.pid`): whose process a filter-chain is.
+    clients: HashMap<u32, u32>,
     settings: Option<(pw::metadata::Metadata, pw::metadata::MetadataListener)>,
     pending_links: HashMap<(u32, u32), (pw::link::Link, pw::proxy::ProxyListener)>,
     pending_nodes: HashMap<String, (pw::node::Node, pw::proxy::ProxyListener)>,
@@ -137,6 +146,16 @@ fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Stat
                 e.failed_nodes.clear();
                 e.apply_quantum();
                 e.step();
+            }
+            Command::SetControls {
+                node,
+                controls,
+                reply,
+            } => {
+                let r = engine.borrow().set_controls(&node, &controls);
+                if let Some(tx) = reply {
+                    let _ = tx.send(r);
+                }
             }
             Command::Quit => {
                 quit.set(true);
@@ -236,6 +255,7 @@ fn connect(
         _core_listener: core_listener,
         _registry_listener: registry_listener,
         nodes: HashMap::new(),
+        clients: HashMap::new(),
         settings: None,
         pending_links: HashMap::new(),
         pending_nodes: HashMap::new(),
@@ -346,6 +366,15 @@ impl Engine {
                 }
                 self.step();
             }
+            ObjectType::Client => {
+                // The socket's credentials (global props) before what the client says.
+                let pid = prop_u32(props, "pipewire.sec.pid")
+                    .or_else(|| prop_u32(props, "application.process.id"));
+                if let (Some(pid), Some(conn)) = (pid, self.conn.as_mut()) {
+                    conn.clients.insert(id, pid);
+                    self.publish();
+                }
+            }
             ObjectType::Metadata if props.get("metadata.name") == Some("settings") => {
                 let Some(conn) = self.conn.as_mut() else {
                     return;
@@ -392,6 +421,7 @@ impl Engine {
         self.inflight.destroyed.remove(&id);
         if let Some(conn) = self.conn.as_mut() {
             conn.nodes.remove(&id);
+            conn.clients.remove(&id);
         }
         self.step();
     }
@@ -630,8 +660,32 @@ impl Engine {
             health,
             links: plan.links,
             stats: self.stats.clone(),
+            chains: self.chains(),
         };
         self.send(st);
+    }
+
+    fn set_controls(&self, node: &str, controls: &[(String, f32)]) -> Result<(), String> {
+        let conn = self.conn.as_ref().ok_or("not connected to PipeWire")?;
+        let id = self
+            .graph
+            .node_named(node)
+            .map(|n| n.id)
+            .ok_or_else(|| format!("node {node} is not in the graph"))?;
+        let (proxy, _) = conn
+            .nodes
+            .get(&id)
+            .ok_or_else(|| format!("node {node} is not bound"))?;
+        let bytes = super::props::params_pod(controls);
+        let pod = pw::spa::pod::Pod::from_bytes(&bytes).ok_or("bad Props pod")?;
+        proxy.set_param(pw::spa::param::ParamType::Props, 0, pod);
+        Ok(())
+    }
+
+    fn chains(&self) -> Vec<super::chain::ChainSeen> {
+        let empty = HashMap::new();
+        let clients = self.conn.as_ref().map_or(&empty, |c| &c.clients);
+        super::chain::seen(&self.graph, clients)
     }
 
     fn filter_tag(&self) -> &str {

@@ -18,6 +18,8 @@ use super::reconcile::Desired;
 use super::routing::{self, Mode, Table, TableInput};
 use super::status::Status;
 
+mod activation;
+
 pub const BUS_NAME: &str = "org.mugge.Controller";
 pub const OBJECT_PATH: &str = "/org/mugge/Controller";
 pub const INTERFACE: &str = "org.mugge.Controller1";
@@ -67,6 +69,9 @@ pub struct Controller {
     commands: Mutex<pipewire::channel::Sender<Command>>,
     transaction: async_lock::Mutex<()>,
     state_file: Option<PathBuf>,
+    /// The filter-chain the controller drives (activation.rs).
+    chain: activation::State,
+    abort: std::sync::atomic::AtomicBool,
 }
 
 /// Groups "link A -> B: reason" lines by reason, so one absent node is one note.
@@ -114,6 +119,8 @@ impl Controller {
             commands: Mutex::new(commands),
             transaction: async_lock::Mutex::new(()),
             state_file,
+            chain: Default::default(),
+            abort: Default::default(),
         }
     }
 
@@ -123,7 +130,7 @@ impl Controller {
         let inp = TableInput {
             mode,
             topology: &self.config.topology,
-            filter_tag: &self.config.filter_tag,
+            filter_tag: &self.filter_tag(),
             app,
             extra: &extra,
             taps,
@@ -146,8 +153,8 @@ impl Controller {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        c.push(routing::filters_in(&self.config.filter_tag));
-        c.push(routing::filters_out(&self.config.filter_tag));
+        c.push(routing::filters_in(&self.filter_tag()));
+        c.push(routing::filters_out(&self.filter_tag()));
         c.extend(table.plugins.iter().map(|p| p.name.clone()));
         if let Some(app) = self.config.apps.get(&mode) {
             if matches!(mode, Mode::Dj | Mode::Live) {
@@ -304,6 +311,7 @@ impl Controller {
             "status": sh.status,
             "notes": sh.app_notes,
             "taps": sh.taps,
+            "chain": self.chain_json(),
         });
         v.to_string()
     }
@@ -478,6 +486,35 @@ impl Controller {
     fn missing(&self) -> Vec<String> {
         self.shared.lock().unwrap().status.missing.clone()
     }
+
+    /// Validates, generates and gates the profile `name`, then runs the safety flow (mute,
+    /// new chain, re-link, stop the old chain, ramp up). Refused in DJ/Live unless `force`.
+    /// Answers the phase timings in ms.
+    async fn activate_profile(
+        &self,
+        name: &str,
+        force: bool,
+        #[zbus(signal_emitter)] em: SignalEmitter<'_>,
+    ) -> Result<Vec<(String, u64)>, Error> {
+        self.activate_inner(name, force, Some(&em)).await
+    }
+
+    /// Mutes every speaker output now and stops a running activation.
+    fn abort_activation(&self) -> Result<String, Error> {
+        self.abort_inner()
+    }
+
+    /// Ramps the active chain up to its profile's trims (after a muted start).
+    async fn unmute(&self, #[zbus(signal_emitter)] em: SignalEmitter<'_>) -> Result<(), Error> {
+        self.unmute_inner(Some(&em)).await
+    }
+
+    #[zbus(signal, name = "ActivationProgress")]
+    async fn activation_progress(
+        emitter: &SignalEmitter<'_>,
+        phase: &str,
+        percent: u32,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal, name = "ModeChanged")]
     async fn emit_mode_changed(emitter: &SignalEmitter<'_>, mode: &str) -> zbus::Result<()>;

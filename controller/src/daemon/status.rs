@@ -41,4 +41,6 @@ pub struct Status {
     /// Plugin node -> its socket path (`mugge.tap.socket` / `mugge.meter.socket`).
     pub sockets: BTreeMap<String, String>,
     pub stats: Stats,
+    /// Filter-chain instances in the graph (nodes with `mugge.set`).
+    pub chains: Vec<super::chain::ChainSeen>,
 }

@@ -1,0 +1,384 @@
+//! The filter-chain instance of a deployed set: a `pipewire -c <config>` process in its own
+//! session, so that audio survives a controller crash, known in the graph by its nodes
+//! `mugge-filters-{in,out}.<tag>` (property `mugge.set`) and by its client's process id.
+//!
+//! A chain is always started from a muted copy of the set's config (every `ch<N>_gain:Mult`
+//! = 0): its filters and delays are in place before any gain rises, and gains only rise
+//! through the controller's ramp.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use mugge_filter_chain::set::{self, Manifest};
+use mugge_filter_chain::validate::load_rig;
+use serde::{Deserialize, Serialize};
+
+use super::graph::Graph;
+use super::props::gain_control;
+use super::routing::{FILTERS_IN_PREFIX, FILTERS_OUT_PREFIX};
+
+/// `[activation]` in the controller config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivationConfig {
+    /// Profile activated (muted) at first start when no chain runs; none: the controller
+    /// starts no chain by itself.
+    pub default_profile: Option<String>,
+    /// Where `ActivateProfile(name)` finds `<name>.toml`.
+    pub profiles_dir: PathBuf,
+    /// Where generated sets go (default `$XDG_STATE_HOME/mugge/sets`).
+    pub sets_dir: Option<PathBuf>,
+    /// Mute ramp before a topology change.
+    pub mute_ms: u64,
+    /// Ramp up to the profile's trims after an activation, in `ramp_steps` equal steps.
+    pub ramp_ms: u64,
+    pub ramp_steps: u32,
+    /// How long a new chain may take to show its nodes.
+    pub chain_timeout_ms: u64,
+}
+
+impl Default for ActivationConfig {
+    fn default() -> Self {
+        ActivationConfig {
+            default_profile: None,
+            profiles_dir: PathBuf::from("/usr/share/mugge/profiles"),
+            sets_dir: None,
+            mute_ms: 10,
+            ramp_ms: 3000,
+            ramp_steps: 30,
+            chain_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl ActivationConfig {
+    pub fn sets_dir(&self) -> PathBuf {
+        self.sets_dir.clone().unwrap_or_else(default_sets_dir)
+    }
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ramp_steps == 0 || self.ramp_steps > 1000 {
+            return Err("activation.ramp_steps must be 1..=1000".into());
+        }
+        if self.ramp_ms > 60_000 || self.mute_ms > 1000 {
+            return Err("activation.ramp_ms must be <= 60000 and mute_ms <= 1000".into());
+        }
+        Ok(())
+    }
+}
+
+/// Gain factors (0..=1, of the trims) of a ramp from `from` to `to` in `steps` equal steps,
+/// the last one exactly `to`.
+pub fn ramp(from: f32, to: f32, steps: u32) -> Vec<f32> {
+    let n = steps.max(1);
+    (1..=n)
+        .map(|k| {
+            if k == n {
+                to
+            } else {
+                from + (to - from) * k as f32 / n as f32
+            }
+        })
+        .collect()
+}
+
+/// A chain seen in the graph (running, started by us or by a previous run).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChainSeen {
+    pub tag: String,
+    pub set: String,
+    pub profile: String,
+    /// The client's `application.process.id`, once its client is known.
+    pub pid: Option<u32>,
+    /// Both nodes (in and out) are present.
+    pub complete: bool,
+}
+
+/// Chains in the graph: nodes named `mugge-filters-{in,out}.<tag>` that carry `mugge.set`.
+/// `clients` maps a client id to its process id.
+pub fn seen(g: &Graph, clients: &std::collections::HashMap<u32, u32>) -> Vec<ChainSeen> {
+    let mut out: std::collections::BTreeMap<String, (ChainSeen, u8)> = Default::default();
+    for n in g.nodes.values() {
+        let (tag, bit) = if let Some(t) = n.name.strip_prefix(FILTERS_IN_PREFIX) {
+            (t, 1)
+        } else if let Some(t) = n.name.strip_prefix(FILTERS_OUT_PREFIX) {
+            (t, 2)
+        } else {
+            continue;
+        };
+        let Some(set) = n.props.get("mugge.set") else {
+            continue;
+        };
+        let pid = n
+            .props
+            .get("client.id")
+            .and_then(|c| c.parse::<u32>().ok())
+            .and_then(|c| clients.get(&c).copied());
+        let e = out.entry(tag.to_string()).or_insert_with(|| {
+            (
+                ChainSeen {
+                    tag: tag.to_string(),
+                    set: set.clone(),
+                    profile: n.props.get("mugge.profile").cloned().unwrap_or_default(),
+                    pid: None,
+                    complete: false,
+                },
+                0,
+            )
+        });
+        e.0.pid = e.0.pid.or(pid);
+        e.1 |= bit;
+    }
+    out.into_values()
+        .map(|(mut c, bits)| {
+            c.complete = bits == 3;
+            c
+        })
+        .collect()
+}
+
+/// Where generated sets live: `$XDG_STATE_HOME/mugge/sets` (default `~/.local/state/...`).
+pub fn default_sets_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib"))
+        .join("mugge/sets")
+}
+
+/// Validates, designs and gates `profile` into `<sets_dir>/<tag>-<unique>`; on any failure
+/// nothing is left behind and nothing running is touched.
+pub fn generate(profile: &Path, sets_dir: &Path, tag: &str) -> Result<(PathBuf, Manifest)> {
+    let rig = load_rig(profile, None).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let text = std::fs::read_to_string(profile)
+        .with_context(|| format!("cannot read {}", profile.display()))?;
+    std::fs::create_dir_all(sets_dir)
+        .with_context(|| format!("cannot create {}", sets_dir.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let dir = sets_dir.join(format!("{tag}-{stamp}"));
+    let sets_dir = std::fs::canonicalize(sets_dir)?;
+    let dir = sets_dir.join(dir.file_name().expect("named"));
+    let m = set::write_set(&rig, &text, &dir, tag, None, &|_| {}).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&dir);
+        anyhow::anyhow!("{e}")
+    })?;
+    Ok((dir, m))
+}
+
+/// The set's speaker trims as `ch<N>_gain:Mult` targets (linear, as the config writes them).
+pub fn trims(m: &Manifest) -> Vec<(u32, f32)> {
+    m.channels
+        .iter()
+        .map(|c| (c.channel, 10f64.powf(c.trim_db / 20.0) as f32))
+        .collect()
+}
+
+/// Controls setting every speaker gain to `factor` x its trim.
+pub fn gain_controls(trims: &[(u32, f32)], factor: f32) -> Vec<(String, f32)> {
+    trims
+        .iter()
+        .map(|(ch, t)| (gain_control(*ch), t * factor))
+        .collect()
+}
+
+/// The set's config with every `ch<N>_gain` Mult at 0.
+pub fn muted_config(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let gain = l.contains("label = linear")
+                && l.split("name = ")
+                    .nth(1)
+                    .is_some_and(|r| r.starts_with("ch") && r.contains("_gain "));
+            match (gain, l.find("\"Mult\" = ")) {
+                (true, Some(i)) => {
+                    let start = i + "\"Mult\" = ".len();
+                    let end = l[start..]
+                        .find(char::is_whitespace)
+                        .map_or(l.len(), |e| start + e);
+                    format!("{}0.0{}", &l[..start], &l[end..])
+                }
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// A chain process we know: started by this run (`child`) or adopted by PID.
+#[derive(Debug)]
+pub struct Running {
+    pub tag: String,
+    pub set: String,
+    pub pid: u32,
+    child: Option<Child>,
+}
+
+impl Running {
+    pub fn adopted(c: &ChainSeen) -> Option<Self> {
+        Some(Running {
+            tag: c.tag.clone(),
+            set: c.set.clone(),
+            pid: c.pid?,
+            child: None,
+        })
+    }
+}
+
+/// Starts the set in `dir` muted, in its own session (`setsid`), logging next to the set.
+pub fn start(dir: &Path, m: &Manifest) -> Result<Running> {
+    let conf = dir.join("filter-chain.conf");
+    let text = std::fs::read_to_string(&conf)
+        .with_context(|| format!("cannot read {}", conf.display()))?;
+    let muted = dir.with_extension("muted.conf");
+    std::fs::write(&muted, muted_config(&text))
+        .with_context(|| format!("cannot write {}", muted.display()))?;
+    let log = std::fs::File::create(dir.with_extension("log"))?;
+    // setsid execs pipewire in place (our child is never a group leader): the PID is the
+    // chain's, and it has no controlling terminal or process group to die with.
+    let child = Command::new("setsid")
+        .arg("pipewire")
+        .arg("-c")
+        .arg(&muted)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start the filter-chain (setsid pipewire)")?;
+    tracing::info!(
+        "started filter-chain {} (set {}) as PID {}",
+        m.tag,
+        m.set_id,
+        child.id()
+    );
+    Ok(Running {
+        tag: m.tag.clone(),
+        set: m.set_id.clone(),
+        pid: child.id(),
+        child: Some(child),
+    })
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie is dead for our purpose (its nodes are gone).
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, r)| !r.starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Stops the chain by PID: TERM, then KILL after `grace`. Reaps it if it is our child.
+pub fn stop(mut r: Running, grace: Duration) -> Result<()> {
+    if let Some(c) = r.child.as_mut() {
+        if c.try_wait()?.is_some() {
+            return Ok(());
+        }
+    }
+    signal(r.pid, "TERM");
+    let t0 = Instant::now();
+    while alive(r.pid) && t0.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if alive(r.pid) {
+        signal(r.pid, "KILL");
+    }
+    if let Some(mut c) = r.child.take() {
+        c.wait()?;
+    } else {
+        let t0 = Instant::now();
+        while alive(r.pid) {
+            if t0.elapsed() > grace {
+                bail!("filter-chain PID {} does not stop", r.pid);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    tracing::info!("stopped filter-chain {} (PID {})", r.tag, r.pid);
+    Ok(())
+}
+
+/// Whether the process we started has exited (the chain failed to come up).
+pub fn exited(r: &mut Running) -> Option<String> {
+    match r.child.as_mut().map(|c| c.try_wait()) {
+        Some(Ok(Some(st))) => Some(format!("filter-chain exited: {st}")),
+        _ if !alive(r.pid) => Some("filter-chain is gone".into()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ramps_are_monotonic_equal_steps_ending_exactly_on_target() {
+        let up = ramp(0.0, 1.0, 4);
+        assert_eq!(up, vec![0.25, 0.5, 0.75, 1.0]);
+        let down = ramp(0.8, 0.0, 3);
+        assert!(down.windows(2).all(|w| w[1] < w[0]));
+        assert_eq!(*down.last().unwrap(), 0.0);
+        assert_eq!(ramp(0.0, 1.0, 0), vec![1.0]);
+    }
+
+    #[test]
+    fn muted_config_zeroes_only_the_gain_mults() {
+        let text = r#"          { type = builtin name = ch1_gain label = linear control = { "Mult" = 1.000000000 "Add" = 0.0 } }
+          { type = builtin name = ch3_gain label = linear control = { "Mult" = 0.891250938 "Add" = 0.0 } }
+          { type = builtin name = sub_sum label = mixer control = { "Gain 1" = 0.5 } }
+          { type = builtin name = other label = linear control = { "Mult" = 2.0 "Add" = 0.0 } }"#;
+        let m = muted_config(text);
+        let l: Vec<&str> = m.lines().collect();
+        assert!(l[0].contains(r#""Mult" = 0.0 "Add""#), "{}", l[0]);
+        assert!(l[1].contains(r#""Mult" = 0.0 "Add""#), "{}", l[1]);
+        assert_eq!(l[2], text.lines().nth(2).unwrap());
+        assert!(l[3].contains(r#""Mult" = 2.0"#), "{}", l[3]);
+    }
+
+    #[test]
+    fn chains_are_found_by_tag_and_set_with_their_pid() {
+        use super::super::graph::Node;
+        let mut g = Graph::default();
+        let node = |id, name: &str, set: Option<&str>| Node {
+            id,
+            name: name.into(),
+            media_class: String::new(),
+            props: [("client.id".to_string(), "7".to_string())]
+                .into_iter()
+                .chain(set.map(|s| ("mugge.set".to_string(), s.to_string())))
+                .collect(),
+            info: true,
+        };
+        g.nodes.insert(1, node(1, "mugge-filters-in.a", Some("s1")));
+        g.nodes
+            .insert(2, node(2, "mugge-filters-out.a", Some("s1")));
+        g.nodes.insert(3, node(3, "mugge-filters-in.b", Some("s2")));
+        g.nodes.insert(4, node(4, "mugge-filters-out.x", None));
+        let clients = [(7, 4242)].into_iter().collect();
+        let s = seen(&g, &clients);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (
+                s[0].tag.as_str(),
+                s[0].set.as_str(),
+                s[0].pid,
+                s[0].complete
+            ),
+            ("a", "s1", Some(4242), true)
+        );
+        assert_eq!((s[1].tag.as_str(), s[1].complete), ("b", false));
+    }
+}

@@ -1,0 +1,438 @@
+//! Profile activation (SPEC §3-§4, D-053): validate + generate + gate, mute, start the new
+//! chain muted, re-link for the current mode, stop the old chain, ramp up in steps paced by
+//! the controller's timer. The chain process itself is `chain.rs`.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use zbus::object_server::SignalEmitter;
+
+use super::super::chain::{self, ChainSeen, Running};
+use super::super::pw::Command;
+use super::super::routing::{self, Mode};
+use super::super::status::Status;
+use super::{Controller, Error};
+
+/// The chain the controller drives.
+#[derive(Debug)]
+pub struct Active {
+    pub tag: String,
+    pub set: String,
+    pub profile: String,
+    /// Speaker channel -> linear trim (the ramp's 100 %).
+    pub trims: Vec<(u32, f32)>,
+    /// Current factor of the trims (0 = muted); unknown for an adopted chain.
+    pub factor: Option<f32>,
+    pub running: Option<Running>,
+}
+
+#[derive(Debug, Default)]
+pub struct ChainState {
+    pub active: Option<Active>,
+    /// Phase timings of the last activation (phase, ms).
+    pub timings: Vec<(String, u64)>,
+}
+
+/// What a finished activation reports.
+pub type Timings = Vec<(String, u64)>;
+
+fn other_tag(tag: &str) -> &'static str {
+    if tag == "a" {
+        "b"
+    } else {
+        "a"
+    }
+}
+
+impl Controller {
+    /// The tag the routing tables use: the driven chain's, else the configured one.
+    pub(super) fn filter_tag(&self) -> String {
+        self.chain
+            .lock()
+            .unwrap()
+            .active
+            .as_ref()
+            .map(|a| a.tag.clone())
+            .unwrap_or_else(|| self.config.filter_tag.clone())
+    }
+
+    /// The driven chain for `GetStatus`.
+    pub(super) fn chain_json(&self) -> serde_json::Value {
+        let cs = self.chain.lock().unwrap();
+        match cs.active.as_ref() {
+            Some(a) => serde_json::json!({
+                "tag": a.tag, "set": a.set, "profile": a.profile,
+                "gain_factor": a.factor,
+                "pid": a.running.as_ref().map(|r| r.pid),
+                "last_activation_ms": cs.timings,
+            }),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    /// Waits until `pred` holds for the latest status, or the timeout.
+    async fn wait_status(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Status) -> bool,
+    ) -> Result<Status, Status> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let listener = self.changed.listen();
+            let st = self.shared.lock().unwrap().status.clone();
+            if pred(&st) {
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                return Err(st);
+            }
+            futures_lite::future::or(
+                async {
+                    listener.await;
+                },
+                async {
+                    async_io::Timer::at(deadline).await;
+                },
+            )
+            .await;
+        }
+    }
+
+    fn send_controls(&self, tag: &str, controls: Vec<(String, f32)>) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cmd = Command::SetControls {
+            node: routing::filters_in(tag),
+            controls,
+            reply: Some(tx),
+        };
+        self.commands
+            .lock()
+            .unwrap()
+            .send(cmd)
+            .map_err(|_| "the PipeWire thread is gone".to_string())?;
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| "the PipeWire thread did not answer".to_string())?
+    }
+
+    /// Sets the active chain to `factor` x its trims.
+    fn set_factor(&self, factor: f32) -> Result<(), String> {
+        let (tag, trims) = {
+            let mut cs = self.chain.lock().unwrap();
+            let Some(a) = cs.active.as_mut() else {
+                return Ok(());
+            };
+            a.factor = Some(factor);
+            (a.tag.clone(), a.trims.clone())
+        };
+        self.send_controls(&tag, chain::gain_controls(&trims, factor))
+    }
+
+    /// Steps the active chain's gain to `to` over `total`, paced by our timer; stops at an
+    /// abort request (then mutes).
+    async fn ramp_to(
+        &self,
+        to: f32,
+        total: Duration,
+        steps: u32,
+        phase: &str,
+        em: Option<&SignalEmitter<'_>>,
+    ) -> Result<(), Error> {
+        let from = self
+            .chain
+            .lock()
+            .unwrap()
+            .active
+            .as_ref()
+            .and_then(|a| a.factor);
+        // An unknown gain (adopted chain) is never ramped down through values that could be
+        // above it: straight to the target when muting, from silence when rising.
+        let factors = match from {
+            None if to == 0.0 => vec![0.0],
+            from => chain::ramp(from.unwrap_or(0.0), to, steps),
+        };
+        let dt = total / factors.len() as u32;
+        let start = Instant::now();
+        for (k, f) in factors.iter().enumerate() {
+            if self.abort.load(Ordering::SeqCst) {
+                return Err(self.aborted());
+            }
+            self.set_factor(*f).map_err(Error::NotReady)?;
+            if let Some(em) = em {
+                let pct = ((k + 1) * 100 / factors.len()) as u32;
+                let _ = Self::activation_progress(em, phase, pct).await;
+            }
+            if k + 1 < factors.len() {
+                async_io::Timer::at(start + dt * (k as u32 + 1)).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn aborted(&self) -> Error {
+        let muted = self.set_factor(0.0);
+        Error::Refused(match muted {
+            Ok(()) => "activation aborted: all speaker outputs muted".into(),
+            Err(e) => format!("activation aborted; muting failed: {e}"),
+        })
+    }
+
+    /// Mutes everything at once and makes a running activation stop.
+    pub fn abort_inner(&self) -> Result<String, Error> {
+        self.abort.store(true, Ordering::SeqCst);
+        self.set_factor(0.0).map_err(Error::NotReady)?;
+        Ok("all speaker outputs muted".into())
+    }
+
+    fn profile_path(&self, name: &str) -> Result<PathBuf, Error> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(Error::InvalidArgs(format!(
+                "'{name}' is not a profile name"
+            )));
+        }
+        let p = self
+            .config
+            .activation
+            .profiles_dir
+            .join(format!("{name}.toml"));
+        if !p.is_file() {
+            return Err(Error::InvalidArgs(format!(
+                "no profile '{name}' ({} does not exist)",
+                p.display()
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Generates on a worker thread (design takes a while; the bus keeps answering).
+    async fn generate(
+        &self,
+        profile: PathBuf,
+        tag: &str,
+    ) -> Result<(PathBuf, mugge_filter_chain::set::Manifest), Error> {
+        let (tx, rx) = async_channel::bounded(1);
+        let sets = self.config.activation.sets_dir();
+        let tag = tag.to_string();
+        std::thread::spawn(move || {
+            let _ = tx.send_blocking(chain::generate(&profile, &sets, &tag));
+        });
+        rx.recv()
+            .await
+            .map_err(|_| Error::NotReady("generator thread died".into()))?
+            .map_err(|e| Error::InvalidArgs(format!("profile refused, nothing changed: {e:#}")))
+    }
+
+    /// Starts the set muted and waits for both of its nodes (with properties).
+    async fn start_chain(
+        &self,
+        dir: &std::path::Path,
+        m: &mugge_filter_chain::set::Manifest,
+    ) -> Result<Running, Error> {
+        let mut r = chain::start(dir, m).map_err(|e| Error::NotReady(format!("{e:#}")))?;
+        let timeout = Duration::from_millis(self.config.activation.chain_timeout_ms);
+        let tag = m.tag.clone();
+        let set = m.set_id.clone();
+        let found = self
+            .wait_status(timeout, |st| {
+                st.chains
+                    .iter()
+                    .any(|c| c.tag == tag && c.set == set && c.complete)
+            })
+            .await;
+        if found.is_err() {
+            let why = chain::exited(&mut r).unwrap_or_else(|| "its nodes did not appear".into());
+            let _ = chain::stop(r, Duration::from_secs(2));
+            return Err(Error::NotReady(format!(
+                "new filter-chain {tag} failed: {why}"
+            )));
+        }
+        Ok(r)
+    }
+
+    /// Re-links for the current mode (the table follows the active tag); waits for readiness.
+    async fn relink(&self) -> Result<(), Error> {
+        let mode = self.shared.lock().unwrap().mode.unwrap_or(Mode::Standby);
+        let generation = self.apply(mode)?;
+        let (ready, st) = self
+            .wait_ready(
+                generation,
+                Duration::from_millis(self.config.ready_timeout_ms),
+            )
+            .await;
+        if !ready {
+            return Err(Error::NotReady(format!(
+                "graph not ready after re-linking: {}",
+                st.missing.join("; ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stops every chain in the graph except `keep` (ours by child handle, others by PID).
+    fn stop_others(&self, keep: &str, old: Option<Running>) {
+        if let Some(r) = old {
+            if let Err(e) = chain::stop(r, Duration::from_secs(2)) {
+                tracing::warn!("{e:#}");
+            }
+        }
+        let seen: Vec<ChainSeen> = self.shared.lock().unwrap().status.chains.clone();
+        for c in seen.iter().filter(|c| c.tag != keep) {
+            if let Some(r) = Running::adopted(c) {
+                if let Err(e) = chain::stop(r, Duration::from_secs(2)) {
+                    tracing::warn!("{e:#}");
+                }
+            }
+        }
+    }
+
+    /// The safety flow. Returns the phase timings (ms).
+    pub async fn activate_inner(
+        &self,
+        name: &str,
+        force: bool,
+        em: Option<&SignalEmitter<'_>>,
+    ) -> Result<Timings, Error> {
+        let profile = self.profile_path(name)?;
+        let mode = self.shared.lock().unwrap().mode;
+        if matches!(mode, Some(Mode::Dj | Mode::Live)) && !force {
+            return Err(Error::Refused(format!(
+                "refused in {} mode: audio will drop while the profile changes; force to do it anyway",
+                mode.unwrap()
+            )));
+        }
+        let _tx = self.transaction.lock().await;
+        self.abort.store(false, Ordering::SeqCst);
+        let cfg = self.config.activation.clone();
+        let mut timings = Vec::new();
+        let mut t = Instant::now();
+        let mut lap = |timings: &mut Timings, phase: &str| {
+            timings.push((phase.to_string(), t.elapsed().as_millis() as u64));
+            tracing::info!("activation {name}: {phase} {} ms", t.elapsed().as_millis());
+            t = Instant::now();
+        };
+        let progress = |phase: &'static str, pct: u32| async move {
+            if let Some(em) = em {
+                let _ = Self::activation_progress(em, phase, pct).await;
+            }
+        };
+
+        progress("generate", 0).await;
+        let tag = other_tag(&self.filter_tag()).to_string();
+        let (dir, m) = self.generate(profile, &tag).await?;
+        lap(&mut timings, "generate");
+
+        progress("mute", 0).await;
+        self.ramp_to(0.0, Duration::from_millis(cfg.mute_ms), 2, "mute", em)
+            .await?;
+        lap(&mut timings, "mute");
+
+        progress("start", 0).await;
+        let running = self.start_chain(&dir, &m).await?;
+        lap(&mut timings, "start");
+
+        let old = self.chain.lock().unwrap().active.replace(Active {
+            tag: tag.clone(),
+            set: m.set_id.clone(),
+            profile: m.profile_name.clone(),
+            trims: chain::trims(&m),
+            factor: Some(0.0),
+            running: Some(running),
+        });
+        // Muted by its config already; say it again through Props before any link exists.
+        self.set_factor(0.0).map_err(Error::NotReady)?;
+        progress("link", 0).await;
+        let linked = self.relink().await;
+        lap(&mut timings, "link");
+        self.stop_others(&tag, old.and_then(|o| o.running));
+        lap(&mut timings, "stop-old");
+        linked?;
+        if self.abort.load(Ordering::SeqCst) {
+            return Err(self.aborted());
+        }
+        self.ramp_to(
+            1.0,
+            Duration::from_millis(cfg.ramp_ms),
+            cfg.ramp_steps,
+            "ramp",
+            em,
+        )
+        .await?;
+        lap(&mut timings, "ramp");
+        progress("done", 100).await;
+        self.chain.lock().unwrap().timings = timings.clone();
+        Ok(timings)
+    }
+
+    /// At start: adopt a running chain (converging to one), else start the default profile's
+    /// set muted. Gains rise only through ActivateProfile or Unmute.
+    pub async fn startup_chain(&self) -> Result<(), Error> {
+        let Some(default) = self.config.activation.default_profile.clone() else {
+            return Ok(());
+        };
+        let st = self
+            .wait_status(Duration::from_secs(10), |st| st.connected)
+            .await
+            .map_err(|_| Error::NotReady("not connected to PipeWire".into()))?;
+        // Nodes and clients arrive with the initial enumeration: give their infos a moment.
+        async_io::Timer::after(Duration::from_millis(300)).await;
+        let _ = st;
+        let chains = self.shared.lock().unwrap().status.chains.clone();
+        let _tx = self.transaction.lock().await;
+        if let Some(c) = chains.iter().rev().find(|c| c.complete && c.pid.is_some()) {
+            tracing::info!("adopting filter-chain {} (set {})", c.tag, c.set);
+            let trims = self.trims_of(&c.set);
+            self.chain.lock().unwrap().active = Some(Active {
+                tag: c.tag.clone(),
+                set: c.set.clone(),
+                profile: c.profile.clone(),
+                trims,
+                factor: None,
+                running: None,
+            });
+            self.stop_others(&c.tag, None);
+            return self.relink().await;
+        }
+        let profile = self.profile_path(&default)?;
+        let (dir, m) = self.generate(profile, "a").await?;
+        let running = self.start_chain(&dir, &m).await?;
+        self.chain.lock().unwrap().active = Some(Active {
+            tag: m.tag.clone(),
+            set: m.set_id.clone(),
+            profile: m.profile_name.clone(),
+            trims: chain::trims(&m),
+            factor: Some(0.0),
+            running: Some(running),
+        });
+        self.relink().await
+    }
+
+    /// Trims of a set we generated earlier (found by id under the sets dir); empty if unknown.
+    fn trims_of(&self, set_id: &str) -> Vec<(u32, f32)> {
+        let Ok(rd) = std::fs::read_dir(self.config.activation.sets_dir()) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| mugge_filter_chain::set::read_manifest(&e.path()).ok())
+            .find(|m| m.set_id == set_id)
+            .map(|m| chain::trims(&m))
+            .unwrap_or_default()
+    }
+
+    /// Ramps the active chain up to its trims (after a muted start).
+    pub async fn unmute_inner(&self, em: Option<&SignalEmitter<'_>>) -> Result<(), Error> {
+        let _tx = self.transaction.lock().await;
+        self.abort.store(false, Ordering::SeqCst);
+        let cfg = &self.config.activation;
+        self.ramp_to(
+            1.0,
+            Duration::from_millis(cfg.ramp_ms),
+            cfg.ramp_steps,
+            "ramp",
+            em,
+        )
+        .await
+    }
+}
+
+pub type State = Mutex<ChainState>;
