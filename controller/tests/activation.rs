@@ -1,0 +1,265 @@
+//! Profile activation on the real stack (issue 7): the controller runs real generated
+//! filter-chains (16,384-tap convolvers), a sine plays into mugge-program and the mock
+//! hardware's monitor outputs are recorded. Checks the safety flow (silence from the mute until
+//! the ramp, monotonic steps, no overshoot), a gate failure that changes nothing, an abort
+//! mid-ramp that leaves silence, and adoption of the running chain by a restarted controller.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mugge_testkit::Stack;
+
+const RATE: usize = 48_000;
+/// 10 ms blocks: exactly 10 periods of the 1 kHz test sine, so block peaks are steady.
+const BLOCK: usize = 480;
+const SILENT: f32 = 3.162e-5; // -90 dBFS
+const RAMP_STEPS: usize = 6;
+const RAMP_MS: u64 = 1500;
+
+/// Stops the chains this test's controllers started (their command line names our sets dir):
+/// they run in their own session on purpose and would outlive the stack.
+struct Chains(PathBuf);
+impl Drop for Chains {
+    fn drop(&mut self) {
+        let needle = self.0.display().to_string();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&needle) {
+                let _ = std::process::Command::new("kill")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Shipped profiles and speakers, plus `3way-lr8` that the phase gate refuses.
+fn profiles(root: &Path) -> PathBuf {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    let dst = root.join("conf");
+    copy_dir(&conf.join("profiles"), &dst.join("profiles"));
+    copy_dir(&conf.join("speakers"), &dst.join("speakers"));
+    let lr8 = std::fs::read_to_string(dst.join("profiles/3way-stereo.toml"))
+        .unwrap()
+        .replace("slope_db_per_oct = 24", "slope_db_per_oct = 48");
+    std::fs::write(dst.join("profiles/3way-lr8.toml"), lr8).unwrap();
+    dst.join("profiles")
+}
+
+fn config(profiles: &Path, sets: &Path) -> String {
+    let mut c = format!(
+        "{BASE_CONFIG}{APPS}\n[activation]\ndefault_profile = \"2way-80hz-sealed-subs\"\n\
+         profiles_dir = \"{}\"\nsets_dir = \"{}\"\nramp_ms = {RAMP_MS}\nramp_steps = {RAMP_STEPS}\n",
+        profiles.display(),
+        sets.display()
+    );
+    c.push_str("\n[[extra.dj]]\nfrom = \"sine:1\"\nto = \"mugge-program:1\"\noptional = true\n");
+    c.push_str("\n[[extra.dj]]\nfrom = \"sine:2\"\nto = \"mugge-program:2\"\noptional = true\n");
+    for n in 1..=4 {
+        c.push_str(&format!(
+            "\n[[extra.dj]]\nfrom = \"usbstreamer-out:monitor:{n}\"\nto = \"rec:{n}\"\noptional = true\n"
+        ));
+    }
+    c
+}
+
+fn chain(p: &mugge_controller::client::ControllerProxyBlocking<'_>) -> serde_json::Value {
+    let s: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
+    s["chain"].clone()
+}
+
+fn peaks(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(BLOCK)
+        .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())))
+        .collect()
+}
+
+fn db(x: f32) -> f32 {
+    20.0 * x.max(1e-12).log10()
+}
+
+fn wait(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < T, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
+    let stack: Stack = stack();
+    let sets = stack.root().join("sets");
+    let _chains = Chains(sets.clone());
+    let prof = profiles(stack.root());
+    let ctl = controller(&stack, &config(&prof, &sets), "controller");
+    let p = proxy(&stack).unwrap();
+
+    // First start: the default profile's chain comes up muted.
+    wait("the default chain", || chain(&p)["tag"] == "a");
+    assert_eq!(chain(&p)["gain_factor"], 0.0);
+
+    let sine: Vec<f32> = (0..RATE * 60)
+        .flat_map(|i| {
+            let v = 0.25 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / RATE as f32).sin();
+            [v, v]
+        })
+        .collect();
+    let _player = stack.play("sine", 2, sine).unwrap();
+    let rec = stack.record("rec", 4).unwrap();
+    p.set_mode("dj").expect("dj ready");
+
+    // Muted start: silence at the hardware although the sine plays.
+    let mark = rec.frames();
+    rec.wait_frames(mark + RATE / 2, T).unwrap();
+    let ch = rec.snapshot();
+    for (n, c) in ch.iter().enumerate() {
+        let pk = c[mark..].iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(pk < SILENT, "channel {} not muted at start: {} dB", n + 1, db(pk));
+    }
+    p.unmute().expect("unmute");
+    let mark = rec.frames();
+    rec.wait_frames(mark + RATE / 2, T).unwrap();
+    let old_level = *peaks(&rec.snapshot()[0][mark..]).last().unwrap();
+    assert!(db(old_level) > -30.0, "default chain plays: {} dB", db(old_level));
+
+    // The safety flow to another profile.
+    let mark = rec.frames();
+    let t0 = Instant::now();
+    let timings = p
+        .activate_profile("2way-80hz-ported-subs", true)
+        .expect("activation");
+    let total = t0.elapsed();
+    eprintln!("activation phases (ms): {timings:?}, call {} ms", total.as_millis());
+    assert_eq!(chain(&p)["tag"], "b");
+    let end = rec.frames();
+    rec.wait_frames(end + RATE / 2, T).unwrap();
+    let pk = peaks(&rec.snapshot()[0][mark..]);
+    let steady = *pk.last().unwrap();
+    assert!(db(steady) > -30.0, "new chain plays: {} dB", db(steady));
+    let mute = pk
+        .iter()
+        .position(|&v| v < SILENT)
+        .expect("a muted stretch");
+    let rise = mute
+        + pk[mute..]
+            .iter()
+            .position(|&v| v >= SILENT)
+            .expect("the ramp starts");
+    eprintln!(
+        "silent {} ms from mute to ramp; old level {:.2} dB, new steady {:.2} dB",
+        (rise - mute) * 10,
+        db(old_level),
+        db(steady)
+    );
+    // Silent from the mute until the ramp, then never silent again, never falling, never above
+    // the new steady level (0.05 dB for block-boundary effects).
+    for k in rise + 1..pk.len() {
+        assert!(pk[k] >= SILENT, "silence again at block {k} after the ramp started");
+        assert!(
+            pk[k] >= pk[k - 1] * 0.995,
+            "ramp falls at block {k}: {} -> {} dB",
+            db(pk[k - 1]),
+            db(pk[k])
+        );
+    }
+    for (k, &v) in pk.iter().enumerate().skip(mute) {
+        assert!(
+            db(v) <= db(steady) + 0.05,
+            "block {k} at {} dB exceeds the steady {} dB",
+            db(v),
+            db(steady)
+        );
+    }
+    // The ramp's plateaus: runs of >= 5 blocks at one level (0.1 dB), one per step.
+    let mut plateaus: Vec<f32> = Vec::new();
+    let mut run = 1;
+    for k in rise + 1..pk.len() {
+        if (db(pk[k]) - db(pk[k - 1])).abs() < 0.1 {
+            run += 1;
+            if run == 5 && plateaus.last().is_none_or(|l| (db(*l) - db(pk[k])).abs() >= 0.1) {
+                plateaus.push(pk[k]);
+            }
+        } else {
+            run = 1;
+        }
+    }
+    eprintln!(
+        "plateaus (dB): {:?}",
+        plateaus.iter().map(|v| db(*v)).collect::<Vec<_>>()
+    );
+    assert_eq!(plateaus.len(), RAMP_STEPS, "one plateau per ramp step");
+
+    // A profile refused by a gate changes nothing: same chain, same process, same level.
+    let before = chain(&p);
+    let e = p
+        .activate_profile("3way-lr8", true)
+        .expect_err("the phase gate refuses LR8");
+    assert!(error_name(&e).ends_with("InvalidArgs"), "{e}");
+    assert!(e.to_string().contains("nothing changed"), "{e}");
+    assert_eq!(chain(&p), before);
+    let pid = before["pid"].as_u64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let mark = rec.frames();
+    rec.wait_frames(mark + RATE / 2, T).unwrap();
+    for v in peaks(&rec.snapshot()[0][mark..]) {
+        assert!((db(v) - db(steady)).abs() < 0.1, "level changed: {} dB", db(v));
+    }
+
+    // Refused in DJ without force, nothing changes.
+    let e = p
+        .activate_profile("2way-80hz-sealed-subs", false)
+        .expect_err("refused in dj");
+    assert!(error_name(&e).ends_with("Refused"), "{e}");
+    assert_eq!(chain(&p), before);
+
+    // Abort mid-ramp: silence on every speaker channel.
+    let addr = stack.bus_address().to_string();
+    let flow = std::thread::spawn(move || {
+        let conn = zbus::blocking::connection::Builder::address(addr.as_str())
+            .unwrap()
+            .build()
+            .unwrap();
+        let p = mugge_controller::client::ControllerProxyBlocking::new(&conn).unwrap();
+        p.activate_profile("2way-80hz-sealed-subs", true)
+    });
+    wait("the ramp to start", || {
+        let c = chain(&p);
+        c["tag"] == "a" && c["gain_factor"].as_f64().unwrap_or(0.0) > 0.0
+    });
+    let msg = p.abort_activation().expect("abort");
+    assert!(msg.contains("muted"), "{msg}");
+    let e = flow.join().unwrap().expect_err("the aborted activation fails");
+    assert!(e.to_string().contains("aborted"), "{e}");
+    std::thread::sleep(Duration::from_millis(100));
+    let mark = rec.frames();
+    rec.wait_frames(mark + RATE, T).unwrap();
+    for (n, c) in rec.snapshot().iter().enumerate() {
+        let pk = c[mark..].iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(pk < SILENT, "channel {} after abort: {} dB", n + 1, db(pk));
+    }
+
+    // A restarted controller adopts the running chain (one chain, same process).
+    let before = chain(&p);
+    drop(ctl);
+    let _ctl = spawn_controller(&stack, &stack.root().join("controller.toml"), "controller2");
+    let p = proxy(&stack).unwrap();
+    wait("adoption", || chain(&p)["set"] == before["set"]);
+    let st: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
+    let chains = st["status"]["chains"].as_array().unwrap().clone();
+    assert_eq!(chains.len(), 1, "{chains:?}");
+    assert_eq!(chains[0]["pid"], before["pid"]);
+}
