@@ -11,6 +11,7 @@ use crate::daemon::service::Readiness;
 )]
 pub trait Controller {
     fn set_mode(&self, mode: &str) -> zbus::Result<Readiness>;
+    fn reload_filters(&self, set: &str) -> zbus::Result<Vec<(String, u64)>>;
     fn get_status(&self) -> zbus::Result<String>;
     fn start_tap(&self, source: &str, channels: u32) -> zbus::Result<String>;
     fn stop_tap(&self, source: &str) -> zbus::Result<()>;

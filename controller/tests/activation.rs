@@ -263,3 +263,115 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
     assert_eq!(chains.len(), 1, "{chains:?}");
     assert_eq!(chains[0]["pid"], before["pid"]);
 }
+
+/// Pink-ish noise (Paul Kellet's economy filter on xorshift white noise), about -20 dBFS RMS.
+fn pink(frames: usize) -> Vec<f32> {
+    let mut s: u32 = 0x1234_5678;
+    let (mut b0, mut b1, mut b2) = (0f32, 0f32, 0f32);
+    (0..frames)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            let w = s as f32 / u32::MAX as f32 * 2.0 - 1.0;
+            b0 = 0.99765 * b0 + w * 0.099_046;
+            b1 = 0.963 * b1 + w * 0.296_516_4;
+            b2 = 0.57 * b2 + w * 1.052_691_3;
+            (b0 + b1 + b2 + w * 0.1848) * 0.05
+        })
+        .collect()
+}
+
+/// RMS over 1 ms windows.
+fn envelope(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(48)
+        .map(|b| (b.iter().map(|v| v * v).sum::<f32>() / b.len() as f32).sqrt())
+        .collect()
+}
+
+fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt()
+}
+
+#[test]
+fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
+    let stack: Stack = stack();
+    let sets = stack.root().join("sets");
+    let _chains = Chains(sets.clone());
+    let prof = profiles(stack.root());
+    let _ctl = controller(&stack, &config(&prof, &sets), "controller");
+    let p = proxy(&stack).unwrap();
+    wait("the default chain", || chain(&p)["tag"] == "a");
+
+    // The same profile with channel 1 trimmed by -3 dB: the only level change a reload may cause.
+    let text = std::fs::read_to_string(prof.join("2way-80hz-sealed-subs.toml")).unwrap();
+    let trimmed = text.replacen("channel = 1\n", "channel = 1\ntrim_db = -3.0\n", 1);
+    assert_ne!(text, trimmed);
+    let tprof = prof.join("sealed-trimmed.toml");
+    std::fs::write(&tprof, trimmed).unwrap();
+    let newset = stack.root().join("newset");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mugge"))
+        .args(["filters", "generate", "--profile"])
+        .arg(&tprof)
+        .arg("--out")
+        .arg(&newset)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let noise = pink(RATE * 60);
+    let _player = stack.play("sine", 2, noise.iter().flat_map(|&v| [v, v]).collect()).unwrap();
+    let rec = stack.record("rec", 4).unwrap();
+    p.set_mode("dj").expect("dj ready");
+    p.unmute().expect("unmute");
+    let before = chain(&p);
+
+    // A set that does not exist: refused, the old chain keeps playing.
+    let e = p
+        .reload_filters(&stack.root().join("nope").display().to_string())
+        .expect_err("no such set");
+    assert!(error_name(&e).ends_with("InvalidArgs"), "{e}");
+    assert_eq!(chain(&p), before);
+
+    let mark = rec.frames();
+    rec.wait_frames(mark + RATE / 2, T).unwrap();
+    let t0 = Instant::now();
+    let timings = p
+        .reload_filters(&newset.display().to_string())
+        .expect("reload");
+    eprintln!("reload phases (ms): {timings:?}, call {} ms", t0.elapsed().as_millis());
+    let end = rec.frames();
+    rec.wait_frames(end + RATE / 2, T).unwrap();
+    let after = chain(&p);
+    assert_eq!(after["tag"], "b");
+    assert_ne!(after["set"], before["set"]);
+    let st: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
+    assert_eq!(st["status"]["chains"].as_array().unwrap().len(), 1, "one chain left");
+
+    let ch = rec.snapshot();
+    for (n, want_db) in [(0usize, -3.0f32), (1, 0.0)] {
+        let x = &ch[n][mark..];
+        let steady_before = rms(&x[..RATE / 2]);
+        let steady_after = rms(&x[x.len() - RATE / 2..]);
+        let change = db(steady_after) - db(steady_before);
+        // Gap: a run of 1 ms windows below -60 dB relative to the steady level.
+        let env = envelope(x);
+        let floor = steady_before.min(steady_after) * 1e-3;
+        let (mut run, mut longest) = (0usize, 0usize);
+        for &v in &env {
+            run = if v < floor { run + 1 } else { 0 };
+            longest = longest.max(run);
+        }
+        let lowest = env.iter().fold(f32::MAX, |m, &v| m.min(v));
+        eprintln!(
+            "channel {}: level change {change:.2} dB (set difference {want_db} dB), lowest 1 ms window {:.1} dB re steady, longest run below -60 dB {} ms",
+            n + 1,
+            db(lowest) - db(steady_before),
+            longest
+        );
+        assert!((change - want_db).abs() < 0.5, "channel {}: {change} dB", n + 1);
+        // One quantum (1024 frames) is 21 ms; 1 ms windows entirely below the floor.
+        assert!(longest * 48 <= 1024, "channel {}: {longest} ms gap", n + 1);
+        assert!(longest == 0, "channel {}: {longest} ms below -60 dB", n + 1);
+    }
+}

@@ -37,6 +37,9 @@ pub struct ActivationConfig {
     pub ramp_steps: u32,
     /// How long a new chain may take to show its nodes.
     pub chain_timeout_ms: u64,
+    /// ReloadFilters: equal-gain crossfade from the old chain to the new one.
+    pub crossfade_ms: u64,
+    pub crossfade_steps: u32,
 }
 
 impl Default for ActivationConfig {
@@ -49,6 +52,8 @@ impl Default for ActivationConfig {
             ramp_ms: 3000,
             ramp_steps: 30,
             chain_timeout_ms: 10_000,
+            crossfade_ms: 200,
+            crossfade_steps: 20,
         }
     }
 }
@@ -58,8 +63,8 @@ impl ActivationConfig {
         self.sets_dir.clone().unwrap_or_else(default_sets_dir)
     }
     pub fn validate(&self) -> Result<(), String> {
-        if self.ramp_steps == 0 || self.ramp_steps > 1000 {
-            return Err("activation.ramp_steps must be 1..=1000".into());
+        if !(1..=1000).contains(&self.ramp_steps) || !(1..=1000).contains(&self.crossfade_steps) {
+            return Err("activation.ramp_steps and crossfade_steps must be 1..=1000".into());
         }
         if self.ramp_ms > 60_000 || self.mute_ms > 1000 {
             return Err("activation.ramp_ms must be <= 60000 and mute_ms <= 1000".into());
@@ -229,15 +234,36 @@ impl Running {
     }
 }
 
-/// Starts the set in `dir` muted, in its own session (`setsid`), logging next to the set.
-pub fn start(dir: &Path, m: &Manifest) -> Result<Running> {
+/// The config with its instance tag changed from `from` to `to` (node names, `mugge.tag`), so
+/// that any set can run beside the active chain.
+pub fn retag(text: &str, from: &str, to: &str) -> String {
+    if from == to {
+        return text.to_string();
+    }
+    text.replace(
+        &format!("mugge.tag = \"{from}\""),
+        &format!("mugge.tag = \"{to}\""),
+    )
+    .replace(
+        &format!("node.name = \"{FILTERS_IN_PREFIX}{from}\""),
+        &format!("node.name = \"{FILTERS_IN_PREFIX}{to}\""),
+    )
+    .replace(
+        &format!("node.name = \"{FILTERS_OUT_PREFIX}{from}\""),
+        &format!("node.name = \"{FILTERS_OUT_PREFIX}{to}\""),
+    )
+}
+
+/// Starts the set in `dir` muted as instance `tag`, in its own session (`setsid`), logging
+/// next to the set.
+pub fn start(dir: &Path, m: &Manifest, tag: &str) -> Result<Running> {
     let conf = dir.join("filter-chain.conf");
     let text = std::fs::read_to_string(&conf)
         .with_context(|| format!("cannot read {}", conf.display()))?;
-    let muted = dir.with_extension("muted.conf");
-    std::fs::write(&muted, muted_config(&text))
+    let muted = dir.with_extension(format!("{tag}.muted.conf"));
+    std::fs::write(&muted, muted_config(&retag(&text, &m.tag, tag)))
         .with_context(|| format!("cannot write {}", muted.display()))?;
-    let log = std::fs::File::create(dir.with_extension("log"))?;
+    let log = std::fs::File::create(dir.with_extension(format!("{tag}.log")))?;
     // setsid execs pipewire in place (our child is never a group leader): the PID is the
     // chain's, and it has no controlling terminal or process group to die with.
     let child = Command::new("setsid")
@@ -250,13 +276,12 @@ pub fn start(dir: &Path, m: &Manifest) -> Result<Running> {
         .spawn()
         .context("cannot start the filter-chain (setsid pipewire)")?;
     tracing::info!(
-        "started filter-chain {} (set {}) as PID {}",
-        m.tag,
+        "started filter-chain {tag} (set {}) as PID {}",
         m.set_id,
         child.id()
     );
     Ok(Running {
-        tag: m.tag.clone(),
+        tag: tag.to_string(),
         set: m.set_id.clone(),
         pid: child.id(),
         child: Some(child),
@@ -332,6 +357,18 @@ mod tests {
         assert!(down.windows(2).all(|w| w[1] < w[0]));
         assert_eq!(*down.last().unwrap(), 0.0);
         assert_eq!(ramp(0.0, 1.0, 0), vec![1.0]);
+    }
+
+    #[test]
+    fn retag_renames_nodes_and_tag_only() {
+        let t = r#"mugge.set = "s1" mugge.tag = "a" node.name = "mugge-filters-in.a"
+node.name = "mugge-filters-out.a" filename = "/x/a/ch1.wav""#;
+        let r = retag(t, "a", "b");
+        assert!(r.contains(r#"mugge.tag = "b""#));
+        assert!(r.contains(r#"node.name = "mugge-filters-in.b""#));
+        assert!(r.contains(r#"node.name = "mugge-filters-out.b""#));
+        assert!(r.contains(r#"filename = "/x/a/ch1.wav""#));
+        assert_eq!(retag(t, "a", "a"), t);
     }
 
     #[test]

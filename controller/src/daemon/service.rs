@@ -135,10 +135,12 @@ impl Controller {
             extra: &extra,
             taps,
         };
-        routing::table(&inp).map_err(|e| match e {
-            routing::TableError::NoInears(_) => Error::Refused(e.to_string()),
-            _ => Error::InvalidArgs(e.to_string()),
-        })
+        routing::table(&inp)
+            .map(|t| self.with_parallel(t))
+            .map_err(|e| match e {
+                routing::TableError::NoInears(_) => Error::Refused(e.to_string()),
+                _ => Error::InvalidArgs(e.to_string()),
+            })
     }
 
     fn components(&self, mode: Mode, table: &Table) -> Vec<String> {
@@ -507,6 +509,17 @@ impl Controller {
     /// Ramps the active chain up to its profile's trims (after a muted start).
     async fn unmute(&self, #[zbus(signal_emitter)] em: SignalEmitter<'_>) -> Result<(), Error> {
         self.unmute_inner(Some(&em)).await
+    }
+
+    /// Swaps in the matched set in directory `set` (same profile) without a dropout: second
+    /// chain beside the active one, equal-gain crossfade, old chain stopped. If the new chain
+    /// fails, the old keeps playing and the call fails with the reason. Answers phase timings.
+    async fn reload_filters(
+        &self,
+        set: &str,
+        #[zbus(signal_emitter)] em: SignalEmitter<'_>,
+    ) -> Result<Vec<(String, u64)>, Error> {
+        self.reload_inner(set, Some(&em)).await
     }
 
     #[zbus(signal, name = "ActivationProgress")]

@@ -31,6 +31,8 @@ pub struct Active {
 #[derive(Debug, Default)]
 pub struct ChainState {
     pub active: Option<Active>,
+    /// A second chain linked beside the active one during a reload's crossfade.
+    pub parallel: Option<Active>,
     /// Phase timings of the last activation (phase, ms).
     pub timings: Vec<(String, u64)>,
 }
@@ -70,6 +72,37 @@ impl Controller {
             }),
             None => serde_json::Value::Null,
         }
+    }
+
+    /// During a reload, the active chain's routes again for the parallel chain.
+    pub(super) fn with_parallel(&self, mut t: routing::Table) -> routing::Table {
+        let cs = self.chain.lock().unwrap();
+        let (Some(a), Some(p)) = (cs.active.as_ref(), cs.parallel.as_ref()) else {
+            return t;
+        };
+        let retag = |e: &routing::End| {
+            let mut e = e.clone();
+            if e.node == routing::filters_in(&a.tag) {
+                e.node = routing::filters_in(&p.tag);
+            } else if e.node == routing::filters_out(&a.tag) {
+                e.node = routing::filters_out(&p.tag);
+            }
+            e
+        };
+        let twins: Vec<routing::Route> = t
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let (from, to) = (retag(&r.from), retag(&r.to));
+                (from != r.from || to != r.to).then(|| routing::Route {
+                    from,
+                    to,
+                    ..r.clone()
+                })
+            })
+            .collect();
+        t.routes.extend(twins);
+        t
     }
 
     /// Waits until `pred` holds for the latest status, or the timeout.
@@ -114,6 +147,120 @@ impl Controller {
             .map_err(|_| "the PipeWire thread is gone".to_string())?;
         rx.recv_timeout(Duration::from_secs(2))
             .map_err(|_| "the PipeWire thread did not answer".to_string())?
+    }
+
+    /// Crossfade step: the active chain at `old` and the parallel one at `new` (factors).
+    fn set_pair(&self, old: f32, new: f32) -> Result<(), String> {
+        let (a, p) = {
+            let mut cs = self.chain.lock().unwrap();
+            let cs = &mut *cs;
+            let (Some(a), Some(p)) = (cs.active.as_mut(), cs.parallel.as_mut()) else {
+                return Err("no reload in progress".into());
+            };
+            a.factor = Some(old);
+            p.factor = Some(new);
+            ((a.tag.clone(), a.trims.clone()), (p.tag.clone(), p.trims.clone()))
+        };
+        // The rising side first: a late message leaves a little more, never a hole.
+        self.send_controls(&p.0, chain::gain_controls(&p.1, new))?;
+        self.send_controls(&a.0, chain::gain_controls(&a.1, old))
+    }
+
+    /// ReloadFilters: see the interface doc.
+    pub async fn reload_inner(
+        &self,
+        set: &str,
+        em: Option<&SignalEmitter<'_>>,
+    ) -> Result<Timings, Error> {
+        let dir = PathBuf::from(set);
+        let _tx = self.transaction.lock().await;
+        let mut timings = Vec::new();
+        let mut t = Instant::now();
+        let mut lap = |timings: &mut Timings, phase: &str| {
+            timings.push((phase.to_string(), t.elapsed().as_millis() as u64));
+            t = Instant::now();
+        };
+        let (m, _) = mugge_filter_chain::set::verify(&dir).map_err(|e| {
+            Error::InvalidArgs(format!("set refused, nothing changed: {e}"))
+        })?;
+        let (old_tag, old_factor) = {
+            let cs = self.chain.lock().unwrap();
+            let Some(a) = cs.active.as_ref() else {
+                return Err(Error::Refused(
+                    "no active filter-chain to reload: use ActivateProfile".into(),
+                ));
+            };
+            let chans: Vec<u32> = a.trims.iter().map(|t| t.0).collect();
+            let new: Vec<u32> = m.channels.iter().map(|c| c.channel).collect();
+            if m.profile_name != a.profile || (!chans.is_empty() && chans != new) {
+                return Err(Error::Refused(format!(
+                    "set {} is for \"{}\" (channels {new:?}), the active chain runs \"{}\": \
+                     a different topology needs ActivateProfile",
+                    m.set_id, m.profile_name, a.profile
+                )));
+            }
+            // An adopted chain's gain is unknown: it was left playing at its trims.
+            (a.tag.clone(), a.factor.unwrap_or(1.0))
+        };
+        lap(&mut timings, "verify");
+        let tag = other_tag(&old_tag);
+        let running = self.start_chain_as(&dir, &m, tag).await?;
+        lap(&mut timings, "start");
+        self.chain.lock().unwrap().parallel = Some(Active {
+            tag: tag.to_string(),
+            set: m.set_id.clone(),
+            profile: m.profile_name.clone(),
+            trims: chain::trims(&m),
+            factor: Some(0.0),
+            running: Some(running),
+        });
+        if let Err(e) = self.relink().await {
+            let p = self.chain.lock().unwrap().parallel.take();
+            let _ = self.relink().await;
+            if let Some(r) = p.and_then(|p| p.running) {
+                let _ = chain::stop(r, Duration::from_secs(2));
+            }
+            return Err(e);
+        }
+        lap(&mut timings, "link");
+        let cfg = &self.config.activation;
+        let n = cfg.crossfade_steps;
+        let dt = Duration::from_millis(cfg.crossfade_ms) / n;
+        let start = Instant::now();
+        for k in 1..=n {
+            let x = k as f32 / n as f32;
+            let (old, new) = if k == n {
+                (0.0, old_factor)
+            } else {
+                ((1.0 - x) * old_factor, x * old_factor)
+            };
+            self.set_pair(old, new).map_err(Error::NotReady)?;
+            if let Some(em) = em {
+                let _ = Self::activation_progress(em, "crossfade", k * 100 / n).await;
+            }
+            if k < n {
+                async_io::Timer::at(start + dt * k).await;
+            }
+        }
+        lap(&mut timings, "crossfade");
+        let old = {
+            let mut cs = self.chain.lock().unwrap();
+            let p = cs.parallel.take();
+            std::mem::replace(&mut cs.active, p)
+        };
+        let relinked = self.relink().await;
+        lap(&mut timings, "unlink");
+        if let Some(r) = old.and_then(|o| o.running) {
+            let _ = chain::stop(r, Duration::from_secs(2));
+        } else {
+            self.stop_others(tag, None);
+        }
+        lap(&mut timings, "stop-old");
+        relinked?;
+        if let Some(em) = em {
+            let _ = Self::activation_progress(em, "done", 100).await;
+        }
+        Ok(timings)
     }
 
     /// Sets the active chain to `factor` x its trims.
@@ -229,9 +376,18 @@ impl Controller {
         dir: &std::path::Path,
         m: &mugge_filter_chain::set::Manifest,
     ) -> Result<Running, Error> {
-        let mut r = chain::start(dir, m).map_err(|e| Error::NotReady(format!("{e:#}")))?;
+        self.start_chain_as(dir, m, &m.tag.clone()).await
+    }
+
+    async fn start_chain_as(
+        &self,
+        dir: &std::path::Path,
+        m: &mugge_filter_chain::set::Manifest,
+        tag: &str,
+    ) -> Result<Running, Error> {
+        let mut r = chain::start(dir, m, tag).map_err(|e| Error::NotReady(format!("{e:#}")))?;
         let timeout = Duration::from_millis(self.config.activation.chain_timeout_ms);
-        let tag = m.tag.clone();
+        let tag = tag.to_string();
         let set = m.set_id.clone();
         let found = self
             .wait_status(timeout, |st| {
