@@ -128,13 +128,22 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
     let ch = rec.snapshot();
     for (n, c) in ch.iter().enumerate() {
         let pk = c[mark..].iter().fold(0f32, |m, v| m.max(v.abs()));
-        assert!(pk < SILENT, "channel {} not muted at start: {} dB", n + 1, db(pk));
+        assert!(
+            pk < SILENT,
+            "channel {} not muted at start: {} dB",
+            n + 1,
+            db(pk)
+        );
     }
     p.unmute().expect("unmute");
     let mark = rec.frames();
     rec.wait_frames(mark + RATE / 2, T).unwrap();
     let old_level = *peaks(&rec.snapshot()[0][mark..]).last().unwrap();
-    assert!(db(old_level) > -30.0, "default chain plays: {} dB", db(old_level));
+    assert!(
+        db(old_level) > -30.0,
+        "default chain plays: {} dB",
+        db(old_level)
+    );
 
     // The safety flow to another profile.
     let mark = rec.frames();
@@ -143,7 +152,10 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
         .activate_profile("2way-80hz-ported-subs", true)
         .expect("activation");
     let total = t0.elapsed();
-    eprintln!("activation phases (ms): {timings:?}, call {} ms", total.as_millis());
+    eprintln!(
+        "activation phases (ms): {timings:?}, call {} ms",
+        total.as_millis()
+    );
     assert_eq!(chain(&p)["tag"], "b");
     let end = rec.frames();
     rec.wait_frames(end + RATE / 2, T).unwrap();
@@ -168,7 +180,10 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
     // Silent from the mute until the ramp, then never silent again, never falling, never above
     // the new steady level (0.05 dB for block-boundary effects).
     for k in rise + 1..pk.len() {
-        assert!(pk[k] >= SILENT, "silence again at block {k} after the ramp started");
+        assert!(
+            pk[k] >= SILENT,
+            "silence again at block {k} after the ramp started"
+        );
         assert!(
             pk[k] >= pk[k - 1] * 0.995,
             "ramp falls at block {k}: {} -> {} dB",
@@ -190,7 +205,11 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
     for k in rise + 1..pk.len() {
         if (db(pk[k]) - db(pk[k - 1])).abs() < 0.1 {
             run += 1;
-            if run == 5 && plateaus.last().is_none_or(|l| (db(*l) - db(pk[k])).abs() >= 0.1) {
+            if run == 5
+                && plateaus
+                    .last()
+                    .is_none_or(|l| (db(*l) - db(pk[k])).abs() >= 0.1)
+            {
                 plateaus.push(pk[k]);
             }
         } else {
@@ -216,7 +235,11 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
     let mark = rec.frames();
     rec.wait_frames(mark + RATE / 2, T).unwrap();
     for v in peaks(&rec.snapshot()[0][mark..]) {
-        assert!((db(v) - db(steady)).abs() < 0.1, "level changed: {} dB", db(v));
+        assert!(
+            (db(v) - db(steady)).abs() < 0.1,
+            "level changed: {} dB",
+            db(v)
+        );
     }
 
     // Refused in DJ without force, nothing changes.
@@ -242,7 +265,10 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
     });
     let msg = p.abort_activation().expect("abort");
     assert!(msg.contains("muted"), "{msg}");
-    let e = flow.join().unwrap().expect_err("the aborted activation fails");
+    let e = flow
+        .join()
+        .unwrap()
+        .expect_err("the aborted activation fails");
     assert!(e.to_string().contains("aborted"), "{e}");
     std::thread::sleep(Duration::from_millis(100));
     let mark = rec.frames();
@@ -317,10 +343,16 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
         .arg(&newset)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let noise = pink(RATE * 60);
-    let _player = stack.play("sine", 2, noise.iter().flat_map(|&v| [v, v]).collect()).unwrap();
+    let _player = stack
+        .play("sine", 2, noise.iter().flat_map(|&v| [v, v]).collect())
+        .unwrap();
     let rec = stack.record("rec", 4).unwrap();
     p.set_mode("dj").expect("dj ready");
     p.unmute().expect("unmute");
@@ -339,14 +371,21 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
     let timings = p
         .reload_filters(&newset.display().to_string())
         .expect("reload");
-    eprintln!("reload phases (ms): {timings:?}, call {} ms", t0.elapsed().as_millis());
+    eprintln!(
+        "reload phases (ms): {timings:?}, call {} ms",
+        t0.elapsed().as_millis()
+    );
     let end = rec.frames();
     rec.wait_frames(end + RATE / 2, T).unwrap();
     let after = chain(&p);
     assert_eq!(after["tag"], "b");
     assert_ne!(after["set"], before["set"]);
     let st: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
-    assert_eq!(st["status"]["chains"].as_array().unwrap().len(), 1, "one chain left");
+    assert_eq!(
+        st["status"]["chains"].as_array().unwrap().len(),
+        1,
+        "one chain left"
+    );
 
     let ch = rec.snapshot();
     for (n, want_db) in [(0usize, -3.0f32), (1, 0.0)] {
@@ -369,9 +408,92 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
             db(lowest) - db(steady_before),
             longest
         );
-        assert!((change - want_db).abs() < 0.5, "channel {}: {change} dB", n + 1);
+        assert!(
+            (change - want_db).abs() < 0.5,
+            "channel {}: {change} dB",
+            n + 1
+        );
         // One quantum (1024 frames) is 21 ms; 1 ms windows entirely below the floor.
         assert!(longest * 48 <= 1024, "channel {}: {longest} ms gap", n + 1);
         assert!(longest == 0, "channel {}: {longest} ms below -60 dB", n + 1);
+    }
+}
+
+#[test]
+fn controller_killed_during_a_reload_converges_to_one_chain_on_restart() {
+    let stack: Stack = stack();
+    let sets = stack.root().join("sets");
+    let _chains = Chains(sets.clone());
+    let prof = profiles(stack.root());
+    // A slow crossfade so that the kill lands in the middle of it.
+    let cfg = config(&prof, &sets).replace("ramp_ms", "crossfade_ms = 4000\nramp_ms");
+    let ctl = controller(&stack, &cfg, "controller");
+    let p = proxy(&stack).unwrap();
+    wait("the default chain", || chain(&p)["tag"] == "a");
+    let newset = stack.root().join("newset");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mugge"))
+        .args(["filters", "generate", "--profile"])
+        .arg(prof.join("2way-80hz-sealed-subs.toml"))
+        .arg("--out")
+        .arg(&newset)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.set_mode("dj").expect("dj ready");
+    p.unmute().expect("unmute");
+
+    let addr = stack.bus_address().to_string();
+    let set = newset.display().to_string();
+    let reload = std::thread::spawn(move || {
+        let conn = zbus::blocking::connection::Builder::address(addr.as_str())
+            .unwrap()
+            .build()
+            .unwrap();
+        let p = mugge_controller::client::ControllerProxyBlocking::new(&conn).unwrap();
+        p.reload_filters(&set)
+    });
+    let chains = |p: &mugge_controller::client::ControllerProxyBlocking<'_>| {
+        let st: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
+        st["status"]["chains"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait("two chains", || {
+        chains(&p).iter().filter(|c| c["complete"] == true).count() == 2
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    drop(ctl); // SIGKILL mid-crossfade
+    assert!(
+        reload.join().unwrap().is_err(),
+        "the reload cannot have finished"
+    );
+    // Both chains outlive the controller (their own sessions, lingering links).
+    let g = stack.dump().unwrap();
+    for n in ["mugge-filters-in.a", "mugge-filters-in.b"] {
+        assert!(g.node(n).is_some(), "{n} gone with the controller");
+    }
+
+    let _ctl = spawn_controller(&stack, &stack.root().join("controller.toml"), "controller2");
+    let p = proxy(&stack).unwrap();
+    wait("one chain", || {
+        chains(&p).len() == 1 && !chain(&p).is_null()
+    });
+    let left = chains(&p);
+    assert_eq!(left[0]["tag"], "b", "the newer chain is kept: {left:?}");
+    assert_eq!(chain(&p)["tag"], "b");
+    // Its links: the speakers are fed by the kept chain only.
+    let g = stack.dump().unwrap();
+    for l in &g.links {
+        let from = g.describe_port(l.output_port);
+        if g.describe_port(l.input_port)
+            .starts_with("usbstreamer-out:playback_AUX0")
+        {
+            assert!(from.starts_with("mugge-filters-out.b:"), "{from}");
+        }
     }
 }

@@ -98,6 +98,8 @@ pub struct ChainSeen {
     pub pid: Option<u32>,
     /// Both nodes (in and out) are present.
     pub complete: bool,
+    /// Highest `object.serial` of its nodes: serials only grow, so the larger is the newer.
+    pub serial: u64,
 }
 
 /// Chains in the graph: nodes named `mugge-filters-{in,out}.<tag>` that carry `mugge.set`.
@@ -128,11 +130,14 @@ pub fn seen(g: &Graph, clients: &std::collections::HashMap<u32, u32>) -> Vec<Cha
                     profile: n.props.get("mugge.profile").cloned().unwrap_or_default(),
                     pid: None,
                     complete: false,
+                    serial: 0,
                 },
                 0,
             )
         });
         e.0.pid = e.0.pid.or(pid);
+        let serial = n.props.get("object.serial").and_then(|s| s.parse().ok());
+        e.0.serial = e.0.serial.max(serial.unwrap_or(0));
         e.1 |= bit;
     }
     out.into_values()

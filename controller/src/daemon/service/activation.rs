@@ -159,7 +159,10 @@ impl Controller {
             };
             a.factor = Some(old);
             p.factor = Some(new);
-            ((a.tag.clone(), a.trims.clone()), (p.tag.clone(), p.trims.clone()))
+            (
+                (a.tag.clone(), a.trims.clone()),
+                (p.tag.clone(), p.trims.clone()),
+            )
         };
         // The rising side first: a late message leaves a little more, never a hole.
         self.send_controls(&p.0, chain::gain_controls(&p.1, new))?;
@@ -180,9 +183,8 @@ impl Controller {
             timings.push((phase.to_string(), t.elapsed().as_millis() as u64));
             t = Instant::now();
         };
-        let (m, _) = mugge_filter_chain::set::verify(&dir).map_err(|e| {
-            Error::InvalidArgs(format!("set refused, nothing changed: {e}"))
-        })?;
+        let (m, _) = mugge_filter_chain::set::verify(&dir)
+            .map_err(|e| Error::InvalidArgs(format!("set refused, nothing changed: {e}")))?;
         let (old_tag, old_factor) = {
             let cs = self.chain.lock().unwrap();
             let Some(a) = cs.active.as_ref() else {
@@ -535,7 +537,12 @@ impl Controller {
         let _ = st;
         let chains = self.shared.lock().unwrap().status.chains.clone();
         let _tx = self.transaction.lock().await;
-        if let Some(c) = chains.iter().rev().find(|c| c.complete && c.pid.is_some()) {
+        // Two chains: a reload was cut short. Keep the newer (its set is the one asked for).
+        let newest = chains
+            .iter()
+            .filter(|c| c.complete && c.pid.is_some())
+            .max_by_key(|c| c.serial);
+        if let Some(c) = newest {
             tracing::info!("adopting filter-chain {} (set {})", c.tag, c.set);
             let trims = self.trims_of(&c.set);
             self.chain.lock().unwrap().active = Some(Active {
