@@ -22,6 +22,10 @@ enum Command {
     Mode(cli::mode::Args),
     /// Show the desired links and whether each exists.
     Links(cli::links::Args),
+    /// Live view of the three meter points (program, hardware out, hardware in).
+    Meters(cli::meters::Args),
+    /// Tap a source's PCM (framed stream) to a file or stdout.
+    Tap(cli::tap::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +34,7 @@ fn main() -> anyhow::Result<()> {
         Command::Status(a) => cli::status::run(a),
         Command::Mode(a) => cli::mode::run(a),
         Command::Links(a) => cli::links::run(a),
+        Command::Meters(a) => cli::meters::run(a),
+        Command::Tap(a) => cli::tap::run(a),
     }
 }

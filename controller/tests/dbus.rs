@@ -404,3 +404,59 @@ fn cli_status_mode_links_human_and_json() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not running"), "{err}");
 }
+
+#[test]
+fn levels_and_clip_reset_good_and_bad_arguments() {
+    let stack = stack();
+    let _fc = filter_chain(&stack);
+    let _ctl = controller(&stack, BASE_CONFIG, "controller");
+    let p = proxy(&stack).unwrap();
+    p.set_mode("dj").unwrap();
+    let invalid = "org.mugge.Controller1.Error.InvalidArgs";
+    for bad in [
+        "",
+        "mugge-meter",
+        "usbstreamer-out",
+        "mugge-meter-hw-out ",
+        "mugge-tap-umik1-in",
+    ] {
+        assert_eq!(
+            error_name(&p.get_levels(bad).unwrap_err()),
+            invalid,
+            "{bad:?}"
+        );
+        assert_eq!(
+            error_name(&p.reset_clip(bad).unwrap_err()),
+            invalid,
+            "{bad:?}"
+        );
+    }
+    // Good names: with the plugin on the stack the meters run and report; without it the
+    // answer says the meter is not running, and nothing changes.
+    let plugin = stack.dump().unwrap().node("mugge-meter-hw-in").is_some();
+    for m in [
+        "mugge-meter-program",
+        "mugge-meter-hw-out",
+        "mugge-meter-hw-in",
+    ] {
+        match (plugin, p.get_levels(m), p.reset_clip(m)) {
+            (true, _, r) => r.unwrap(),
+            (false, Err(e1), Err(e2)) => {
+                assert_eq!(
+                    error_name(&e1),
+                    "org.mugge.Controller1.Error.NotReady",
+                    "{e1}"
+                );
+                assert!(e1.to_string().contains("no snapshot"), "{e1}");
+                assert_eq!(
+                    error_name(&e2),
+                    "org.mugge.Controller1.Error.NotReady",
+                    "{e2}"
+                );
+                assert!(e2.to_string().contains("not running"), "{e2}");
+            }
+            (false, a, b) => panic!("{m} without a plugin: {a:?} {b:?}"),
+        }
+    }
+    wait_links(&stack, &dj_links(), &[]).unwrap();
+}

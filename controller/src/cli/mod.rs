@@ -2,5 +2,7 @@
 
 pub mod daemon;
 pub mod links;
+pub mod meters;
 pub mod mode;
 pub mod status;
+pub mod tap;

@@ -16,6 +16,7 @@ use pw::proxy::ProxyT;
 use pw::types::ObjectType;
 
 use super::graph::{Direction, Graph, Link, Node, Port};
+use super::levels::Levels;
 use super::reconcile::{reconcile, Desired, InFlight, NewLink, Plan};
 use super::routing::{self, PluginNode};
 use super::status::{Stats, Status};
@@ -30,6 +31,11 @@ pub enum Command {
         /// Components reported in Health.
         components: Vec<String>,
     },
+    /// Resets the clip latches of a meter node; the reply says why not when it cannot.
+    ResetClip {
+        meter: String,
+        reply: async_channel::Sender<Result<(), String>>,
+    },
     Quit,
 }
 
@@ -39,14 +45,19 @@ pub struct PwHandle {
 }
 
 /// Starts the PipeWire thread. `status` receives a fresh `Status` whenever it changes.
-pub fn spawn(status: async_channel::Sender<Status>) -> PwHandle {
+pub fn spawn(
+    status: async_channel::Sender<Status>,
+    levels: async_channel::Sender<(String, Levels)>,
+) -> PwHandle {
     let (tx, rx) = pw::channel::channel::<Command>();
     let thread = std::thread::Builder::new()
         .name("mugge-pw".into())
         .spawn(move || {
             // A dead PipeWire thread would leave a daemon that answers D-Bus but manages
             // nothing: end the process instead, so its supervisor restarts it (links linger).
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(rx, status))).is_err() {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(rx, status, levels)))
+                .is_err()
+            {
                 std::process::abort();
             }
         })
@@ -85,13 +96,18 @@ struct Engine {
     disconnected: Rc<std::cell::Cell<bool>>,
     conn: Option<Conn>,
     status_tx: async_channel::Sender<Status>,
+    levels_tx: async_channel::Sender<(String, Levels)>,
     last_status: Option<Status>,
     link_seen_at: HashMap<u32, Instant>,
     stats: Stats,
     weak: Weak<RefCell<Engine>>,
 }
 
-fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Status>) {
+fn run(
+    rx: pw::channel::Receiver<Command>,
+    status_tx: async_channel::Sender<Status>,
+    levels_tx: async_channel::Sender<(String, Levels)>,
+) {
     pw::init();
     let mainloop = pw::main_loop::MainLoopRc::new(None).expect("PipeWire main loop");
     let context = pw::context::ContextRc::new(&mainloop, None).expect("PipeWire context");
@@ -110,6 +126,7 @@ fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Stat
             disconnected: Rc::new(std::cell::Cell::new(false)),
             conn: None,
             status_tx,
+            levels_tx,
             last_status: None,
             link_seen_at: HashMap::new(),
             stats: Stats::default(),
@@ -137,6 +154,9 @@ fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Stat
                 e.failed_nodes.clear();
                 e.apply_quantum();
                 e.step();
+            }
+            Command::ResetClip { meter, reply } => {
+                let _ = reply.try_send(engine.borrow().reset_clip(&meter));
             }
             Command::Quit => {
                 quit.set(true);
@@ -267,8 +287,22 @@ impl Engine {
                     // Full properties (positions, mugge.*) come with the node's info.
                     if let Ok(proxy) = conn.registry.bind::<pw::node::Node, _>(global) {
                         let weak = self.weak.clone();
-                        let listener = proxy
-                            .add_listener_local()
+                        let builder = proxy.add_listener_local();
+                        // Meters publish snapshots as Props: subscribe, parse, forward. The
+                        // engine is not involved (no borrow, no reconcile).
+                        let builder = if name.starts_with("mugge-meter-") {
+                            proxy.subscribe_params(&[pw::spa::param::ParamType::Props]);
+                            let tx = self.levels_tx.clone();
+                            let meter = name.clone();
+                            builder.param(move |_seq, _id, _index, _next, pod| {
+                                if let Some(l) = pod.and_then(super::levels::parse_pod) {
+                                    let _ = tx.try_send((meter.clone(), l));
+                                }
+                            })
+                        } else {
+                            builder
+                        };
+                        let listener = builder
                             .info(move |info| {
                                 let Some(e) = weak.upgrade() else { return };
                                 let mut e = e.borrow_mut();
@@ -394,6 +428,22 @@ impl Engine {
             conn.nodes.remove(&id);
         }
         self.step();
+    }
+
+    fn reset_clip(&self, meter: &str) -> Result<(), String> {
+        let conn = self.conn.as_ref().ok_or("not connected to PipeWire")?;
+        let node = self
+            .graph
+            .node_named(meter)
+            .ok_or_else(|| format!("meter {meter} is not running"))?;
+        let (proxy, _) = conn
+            .nodes
+            .get(&node.id)
+            .ok_or_else(|| format!("meter {meter} is not bound yet"))?;
+        let bytes = super::levels::reset_clip_pod();
+        let pod = pw::spa::pod::Pod::from_bytes(&bytes).ok_or("cannot build the reset pod")?;
+        proxy.set_param(pw::spa::param::ParamType::Props, 0, pod);
+        Ok(())
     }
 
     fn apply_quantum(&mut self) {

@@ -13,6 +13,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Type;
 
 use super::config::Config;
+use super::levels::Levels;
 use super::pw::Command;
 use super::reconcile::Desired;
 use super::routing::{self, Mode, Table, TableInput};
@@ -56,6 +57,8 @@ struct Shared {
     /// waits on, so its answer never overtakes the PropertiesChanged signals.
     settled: (u64, bool),
     taps: Vec<(String, u32)>,
+    /// Latest snapshot per meter node.
+    levels: BTreeMap<String, Levels>,
     apps: BTreeMap<Mode, Child>,
     app_notes: Vec<String>,
 }
@@ -107,6 +110,7 @@ impl Controller {
                 status: Status::default(),
                 settled: (0, false),
                 taps: Vec::new(),
+                levels: BTreeMap::new(),
                 apps: BTreeMap::new(),
                 app_notes: Vec::new(),
             })),
@@ -127,6 +131,7 @@ impl Controller {
             app,
             extra: &extra,
             taps,
+            require_plugins: self.config.require_plugins,
         };
         routing::table(&inp).map_err(|e| match e {
             routing::TableError::NoInears(_) => Error::Refused(e.to_string()),
@@ -417,6 +422,46 @@ impl Controller {
         Ok(())
     }
 
+    /// The latest snapshot of a meter (`mugge-meter-program`, `mugge-meter-hw-out`,
+    /// `mugge-meter-hw-in`): graph clock, then per channel peak, RMS, display, PPM (dBFS), clip.
+    fn get_levels(&self, meter: &str) -> Result<Levels, Error> {
+        check_meter(meter)?;
+        self.shared
+            .lock()
+            .unwrap()
+            .levels
+            .get(meter)
+            .cloned()
+            .ok_or_else(|| {
+                Error::NotReady(format!("no snapshot from {meter} yet (is it running?)"))
+            })
+    }
+
+    /// Resets every channel's clip latch of a meter.
+    async fn reset_clip(&self, meter: &str) -> Result<(), Error> {
+        check_meter(meter)?;
+        let (tx, rx) = async_channel::bounded(1);
+        let cmd = Command::ResetClip {
+            meter: meter.to_string(),
+            reply: tx,
+        };
+        if self.commands.lock().unwrap().send(cmd).is_err() {
+            return Err(Error::NotReady("the PipeWire thread is gone".into()));
+        }
+        match rx.recv().await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(Error::NotReady(why)),
+            Err(_) => Err(Error::NotReady("the PipeWire thread did not answer".into())),
+        }
+    }
+
+    #[zbus(signal, name = "LevelsChanged")]
+    async fn emit_levels_changed(
+        emitter: &SignalEmitter<'_>,
+        meter: &str,
+        levels: Levels,
+    ) -> zbus::Result<()>;
+
     #[zbus(property)]
     fn mode(&self) -> String {
         self.shared
@@ -498,6 +543,54 @@ impl Controller {
                 .join("mugge")
         })
     }
+}
+
+fn check_meter(meter: &str) -> Result<(), Error> {
+    match meter {
+        routing::METER_PROGRAM | routing::METER_HW_OUT | routing::METER_HW_IN => Ok(()),
+        _ => Err(Error::InvalidArgs(format!(
+            "unknown meter '{meter}': expected one of {}, {}, {}",
+            routing::METER_PROGRAM,
+            routing::METER_HW_OUT,
+            routing::METER_HW_IN
+        ))),
+    }
+}
+
+/// Keeps the latest snapshot per meter and emits LevelsChanged at most `levels_hz` per meter.
+pub async fn pump_levels(
+    conn: zbus::Connection,
+    rx: async_channel::Receiver<(String, Levels)>,
+) -> zbus::Result<()> {
+    let iface = conn
+        .object_server()
+        .interface::<_, Controller>(OBJECT_PATH)
+        .await?;
+    let period = {
+        let c = iface.get().await;
+        Duration::from_secs_f64(1.0 / c.config.levels_hz)
+    };
+    let mut last: HashMap<String, Instant> = HashMap::new();
+    while let Ok((meter, levels)) = rx.recv().await {
+        iface
+            .get()
+            .await
+            .shared
+            .lock()
+            .unwrap()
+            .levels
+            .insert(meter.clone(), levels.clone());
+        let now = Instant::now();
+        if last
+            .get(&meter)
+            .is_some_and(|t| now.duration_since(*t) < period)
+        {
+            continue;
+        }
+        last.insert(meter.clone(), now);
+        Controller::emit_levels_changed(iface.signal_emitter(), &meter, levels).await?;
+    }
+    Ok(())
 }
 
 /// Consumes status updates from the PipeWire thread, wakes waiters and emits signals.

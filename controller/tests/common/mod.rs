@@ -14,19 +14,7 @@ use mugge_testkit::{ChildGuard, Graph, Stack};
 pub const T: Duration = Duration::from_secs(10);
 
 /// The virtual devices the deploy helper offers applications (contract names).
-pub const VIRTUAL_SINKS: &str = r#"
-context.objects = [
-  { factory = adapter args = { factory.name = support.null-audio-sink node.name = mugge-program
-      media.class = Audio/Sink audio.channels = 2 audio.position = [ FL FR ]
-      monitor.channel-volumes = false object.linger = true } }
-  { factory = adapter args = { factory.name = support.null-audio-sink node.name = mugge-headphones
-      media.class = Audio/Sink audio.channels = 2 audio.position = [ FL FR ]
-      monitor.channel-volumes = false object.linger = true } }
-  { factory = adapter args = { factory.name = support.null-audio-sink node.name = mugge-inears
-      media.class = Audio/Sink audio.channels = 2 audio.position = [ FL FR ]
-      monitor.channel-volumes = false object.linger = true } }
-]
-"#;
+pub const VIRTUAL_SINKS: &str = include_str!("../fixtures/virtual-sinks.conf");
 
 pub fn stack() -> Stack {
     let stack = Stack::builder()
@@ -228,4 +216,14 @@ pub fn wait_links(stack: &Stack, want: &[(String, String)], extra: &[&str]) -> R
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `pw-link` behind the controller's back. pw-link can wait forever for a link that is
+/// destroyed under it, so it gets a bound.
+pub fn rogue_link(stack: &Stack, out: &str, inp: &str) {
+    let _ = stack
+        .command("timeout")
+        .args(["3", "pw-link", out, inp])
+        .output()
+        .unwrap();
 }
