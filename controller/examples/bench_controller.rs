@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use mugge_controller::client::ControllerProxyBlocking;
 use mugge_testkit::Stack;
 
-const VIRTUAL_SINKS: &str = include_str!("../tests/fixtures/virtual-sinks.conf");
-
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -84,9 +82,7 @@ fn main() -> anyhow::Result<()> {
     let rounds = arg("--rounds", 20) as usize;
     let idle = arg("--idle-secs", 60);
     let recorders = 8usize;
-    let stack = Stack::builder()
-        .pipewire_fragment("20-mugge-virtual.conf", VIRTUAL_SINKS)
-        .start()?;
+    let stack = Stack::start()?;
     stack.wait_for_port("mugge-headphones", "monitor_FR", Duration::from_secs(10))?;
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/filter-chain-copy.conf");
@@ -136,7 +132,11 @@ fn main() -> anyhow::Result<()> {
     let conn = zbus::blocking::connection::Builder::address(stack.bus_address())?.build()?;
     let start = Instant::now();
     let p = loop {
-        if let Ok(p) = ControllerProxyBlocking::new(&conn) {
+        // Uncached: every property read asks the daemon.
+        if let Ok(p) = ControllerProxyBlocking::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+        {
             if p.mode().is_ok() {
                 break p;
             }

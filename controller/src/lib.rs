@@ -1,6 +1,5 @@
 //! mugge-controller: the only link manager of mugge's PipeWire graph, and the `mugge` CLI.
 #![forbid(unsafe_code)]
 
-pub mod cli;
 pub mod client;
 pub mod daemon;

@@ -1,8 +1,8 @@
 //! With the real mugge plugin (`libspa-mugge.so`, built by `cargo build -p mugge-spa` or given
 //! with MUGGE_SPA_PLUGIN): the controller creates the meters, the generator and the mic tap
 //! through the adapter factory, resolves their ports from the registry and links them; levels
-//! come from the meters' Props; clip reset and taps work. These tests need the plugin, so they
-//! are ignored by default: `cargo test -p mugge-controller --test plugin_nodes -- --ignored`.
+//! come from the meters' Props; clip reset and taps work. Build the plugin first
+//! (`cargo build --workspace`, as scripts/test.sh does).
 
 mod common;
 use common::*;
@@ -16,7 +16,6 @@ fn need_plugin() {
 }
 
 #[test]
-#[ignore = "needs the mugge SPA plugin built"]
 fn plugin_nodes_are_created_linked_and_read() {
     need_plugin();
     let stack = stack();

@@ -10,6 +10,7 @@ pub mod audio;
 pub mod graph;
 pub mod process;
 pub mod profile;
+pub mod room;
 pub mod stack;
 
 pub use audio::{Player, Recorder};

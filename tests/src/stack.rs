@@ -239,6 +239,13 @@ impl Stack {
                 frag_dir.join("10-mock-hardware.conf"),
             )?;
         }
+        // The production fragments (mugge's virtual devices) load in every stack, as on the box.
+        for entry in std::fs::read_dir(ws.join("conf/pipewire.conf.d"))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "conf") {
+                std::fs::copy(&path, frag_dir.join(path.file_name().unwrap_or_default()))?;
+            }
+        }
         for (name, text) in &b.pipewire_fragments {
             std::fs::write(frag_dir.join(name), text)?;
         }

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::client;
-use crate::daemon::levels::Levels;
-use crate::daemon::routing::{METER_HW_IN, METER_HW_OUT, METER_PROGRAM};
+use mugge_controller::client;
+use mugge_controller::daemon::levels::Levels;
+use mugge_controller::daemon::routing::{METER_HW_IN, METER_HW_OUT, METER_PROGRAM};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,8 +1,10 @@
-//! `mugge` subcommands, one module per command group.
-
+//! One module per command group, so several people can add subcommands without conflicts.
 pub mod daemon;
+pub mod filters;
 pub mod links;
 pub mod meters;
 pub mod mode;
+pub mod profile;
+pub mod setup;
 pub mod status;
 pub mod tap;

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::client;
+use mugge_controller::client;
 
 #[derive(clap::Args)]
 pub struct Args {

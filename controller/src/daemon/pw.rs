@@ -471,6 +471,11 @@ impl Engine {
             self.publish();
             return;
         }
+        // A failure about ports that have gone since (a client quit while we linked it) is
+        // history, not a reason to hold back readiness.
+        let ports = &self.graph.ports;
+        self.failed_links
+            .retain(|(o, i), _| ports.contains_key(o) && ports.contains_key(i));
         let mut inflight = self.inflight.clone();
         inflight.links.extend(self.failed_links.keys().copied());
         inflight.nodes.extend(self.failed_nodes.keys().cloned());

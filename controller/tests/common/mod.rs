@@ -13,14 +13,9 @@ use mugge_testkit::{ChildGuard, Graph, Stack};
 
 pub const T: Duration = Duration::from_secs(10);
 
-/// The virtual devices the deploy helper offers applications (contract names).
-pub const VIRTUAL_SINKS: &str = include_str!("../fixtures/virtual-sinks.conf");
-
 pub fn stack() -> Stack {
-    let stack = Stack::builder()
-        .pipewire_fragment("20-mugge-virtual.conf", VIRTUAL_SINKS)
-        .start()
-        .expect("stack");
+    // The stack loads the production fragments: mugge-program, -headphones, -inears.
+    let stack = Stack::start().expect("stack");
     for s in ["mugge-program", "mugge-headphones", "mugge-inears"] {
         stack
             .wait_for_port(s, "monitor_FR", T)
