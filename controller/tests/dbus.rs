@@ -472,3 +472,49 @@ fn levels_and_clip_reset_good_and_bad_arguments() {
     }
     wait_links(&stack, &dj_links(), &[]).unwrap();
 }
+
+#[test]
+fn the_modes_application_is_started_once_and_an_absent_binary_is_reported() {
+    let stack = stack();
+    let _fc = filter_chain(&stack);
+    // The "application" is a JACK-style client named like the configured node; Live's binary
+    // does not exist.
+    let cfg = format!(
+        "{BASE_CONFIG}[apps.dj]\ncommand = [\"pw-record\", \"--raw\", \"-P\", \"{{ node.name=Mixxx node.autoconnect=false }}\", \"/dev/null\"]\nnode = \"Mixxx\"\nprogram = [1, 2]\n\
+         [apps.live]\ncommand = [\"/nonexistent/reaper\"]\nnode = \"REAPER\"\nprogram = [1, 2]\n"
+    );
+    let _ctl = controller(&stack, &cfg, "controller");
+    let p = proxy(&stack).unwrap();
+    let r = p.set_mode("dj").unwrap();
+    assert!(
+        r.notes.iter().any(|n| n.starts_with("started pw-record")),
+        "{:?}",
+        r.notes
+    );
+    stack.wait_for_node("Mixxx", T).unwrap();
+    let start = std::time::Instant::now();
+    while p.health().unwrap().get("Mixxx").map(String::as_str) != Some("Connected") {
+        assert!(start.elapsed() < T);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Running already: not started again.
+    let r = p.set_mode("dj").unwrap();
+    assert!(
+        !r.notes.iter().any(|n| n.starts_with("started")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(stack.dump().unwrap().nodes_named("Mixxx").len(), 1);
+    // An absent binary is a note, not a failure.
+    let r = p.set_mode("live").unwrap();
+    assert!(r.ready);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("application /nonexistent/reaper not started")),
+        "{:?}",
+        r.notes
+    );
+    // Never killed: leaving DJ leaves the application running.
+    assert_eq!(stack.dump().unwrap().nodes_named("Mixxx").len(), 1);
+}
