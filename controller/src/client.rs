@@ -17,6 +17,7 @@ pub trait Controller {
     fn stop_tap(&self, source: &str) -> zbus::Result<()>;
     fn get_levels(&self, meter: &str) -> zbus::Result<Levels>;
     fn reset_clip(&self, meter: &str) -> zbus::Result<()>;
+    fn watch_levels(&self, seconds: u32) -> zbus::Result<()>;
     #[zbus(property)]
     fn mode(&self) -> zbus::Result<String>;
     #[zbus(property)]

@@ -443,6 +443,14 @@ fn levels_and_clip_reset_good_and_bad_arguments() {
             "{bad:?}"
         );
     }
+    for bad in [0u32, 61, u32::MAX] {
+        assert_eq!(
+            error_name(&p.watch_levels(bad).unwrap_err()),
+            invalid,
+            "{bad}"
+        );
+    }
+    p.watch_levels(1).unwrap();
     // Good names: with the plugin on the stack the meters run and report; without it the
     // answer says the meter is not running, and nothing changes.
     let plugin = stack.dump().unwrap().node("mugge-meter-hw-in").is_some();

@@ -87,6 +87,12 @@ fn plugin_nodes_are_created_linked_and_read() {
         "graph clock did not advance"
     );
     p.reset_clip("mugge-meter-hw-out").unwrap();
+    // Without a reader the lease runs out: the subscription is dropped and stale snapshots go.
+    p.watch_levels(1).unwrap();
+    std::thread::sleep(Duration::from_millis(5500));
+    let e = p.get_levels("mugge-meter-hw-in").unwrap_err();
+    assert!(e.to_string().contains("no snapshot"), "{e}");
+    p.watch_levels(5).unwrap();
     // LevelsChanged, rate-limited (default 10 Hz per meter: ~1 s gives <= ~11 per meter).
     let mut sigs = p.receive_levels_signal().unwrap();
     let t0 = Instant::now();

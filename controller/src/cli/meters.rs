@@ -54,7 +54,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let meters = [METER_PROGRAM, METER_HW_OUT, METER_HW_IN];
+    // Snapshots flow only while a reader holds the lease.
+    proxy.watch_levels(5).map_err(client::explain)?;
     if args.once {
+        // The first snapshot follows the subscription within a few graph cycles.
+        let start = std::time::Instant::now();
+        while proxy.get_levels(METER_HW_IN).is_err() && start.elapsed().as_secs_f64() < 1.0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         for m in meters {
             match proxy.get_levels(m) {
                 Ok(l) if args.json => println!("{}", serde_json::json!({"meter": m, "levels": l})),
@@ -64,6 +71,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let renew = proxy.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        if renew.watch_levels(5).is_err() {
+            break;
+        }
+    });
     let mut latest: BTreeMap<String, Levels> = BTreeMap::new();
     for sig in proxy.receive_levels_signal()? {
         let a = sig.args()?;

@@ -36,6 +36,9 @@ pub enum Command {
         meter: String,
         reply: async_channel::Sender<Result<(), String>>,
     },
+    /// Subscribe to (true) or drop (false) the meters' Props: snapshots cost a wake-up each
+    /// (~30 Hz per meter), so they flow only while someone reads levels over D-Bus.
+    WantLevels(bool),
     Quit,
 }
 
@@ -97,6 +100,7 @@ struct Engine {
     conn: Option<Conn>,
     status_tx: async_channel::Sender<Status>,
     levels_tx: async_channel::Sender<(String, Levels)>,
+    levels_wanted: bool,
     last_status: Option<Status>,
     link_seen_at: HashMap<u32, Instant>,
     stats: Stats,
@@ -127,6 +131,7 @@ fn run(
             conn: None,
             status_tx,
             levels_tx,
+            levels_wanted: false,
             last_status: None,
             link_seen_at: HashMap::new(),
             stats: Stats::default(),
@@ -158,6 +163,7 @@ fn run(
             Command::ResetClip { meter, reply } => {
                 let _ = reply.try_send(engine.borrow().reset_clip(&meter));
             }
+            Command::WantLevels(want) => engine.borrow_mut().want_levels(want),
             Command::Quit => {
                 quit.set(true);
                 mainloop.quit();
@@ -291,7 +297,9 @@ impl Engine {
                         // Meters publish snapshots as Props: subscribe, parse, forward. The
                         // engine is not involved (no borrow, no reconcile).
                         let builder = if name.starts_with("mugge-meter-") {
-                            proxy.subscribe_params(&[pw::spa::param::ParamType::Props]);
+                            if self.levels_wanted {
+                                proxy.subscribe_params(&[pw::spa::param::ParamType::Props]);
+                            }
                             let tx = self.levels_tx.clone();
                             let meter = name.clone();
                             builder.param(move |_seq, _id, _index, _next, pod| {
@@ -428,6 +436,28 @@ impl Engine {
             conn.nodes.remove(&id);
         }
         self.step();
+    }
+
+    fn want_levels(&mut self, want: bool) {
+        self.levels_wanted = want;
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        let ids: &[pw::spa::param::ParamType] = if want {
+            &[pw::spa::param::ParamType::Props]
+        } else {
+            &[]
+        };
+        for n in self
+            .graph
+            .nodes
+            .values()
+            .filter(|n| n.name.starts_with("mugge-meter-"))
+        {
+            if let Some((proxy, _)) = conn.nodes.get(&n.id) {
+                proxy.subscribe_params(ids);
+            }
+        }
     }
 
     fn reset_clip(&self, meter: &str) -> Result<(), String> {
