@@ -312,6 +312,11 @@ impl Engine {
                         };
                         let listener = builder
                             .info(move |info| {
+                                // Only props matter here. Params-only infos come with every
+                                // meter snapshot (~30 Hz per meter): no reconcile for them.
+                                if !info.change_mask().contains(pw::node::NodeChangeMask::PROPS) {
+                                    return;
+                                }
                                 let Some(e) = weak.upgrade() else { return };
                                 let mut e = e.borrow_mut();
                                 if let Some(n) = e.graph.nodes.get_mut(&id) {
