@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod graph;
+pub mod levels;
 pub mod pw;
 pub mod reconcile;
 pub mod routing;
@@ -25,7 +26,8 @@ pub fn state_file() -> Option<PathBuf> {
 /// Runs the daemon until the session bus connection or the PipeWire thread ends.
 pub fn run(config: Config, initial: Option<Mode>) -> anyhow::Result<()> {
     let (status_tx, status_rx) = async_channel::unbounded();
-    let pw = pw::spawn(status_tx);
+    let (levels_tx, levels_rx) = async_channel::bounded(64);
+    let pw = pw::spawn(status_tx, levels_tx);
     let state = state_file();
     let remembered = state
         .as_ref()
@@ -46,7 +48,13 @@ pub fn run(config: Config, initial: Option<Mode>) -> anyhow::Result<()> {
             .build()
             .await
             .context("cannot own org.mugge.Controller on the session bus")?;
-        service::pump_status(conn, status_rx).await?;
+        let (a, b) = futures_lite::future::zip(
+            service::pump_status(conn.clone(), status_rx),
+            service::pump_levels(conn, levels_rx),
+        )
+        .await;
+        a?;
+        b?;
         anyhow::Ok(())
     })?;
     let _ = pw.commands.send(pw::Command::Quit);

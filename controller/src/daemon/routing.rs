@@ -283,6 +283,8 @@ pub struct TableInput<'a> {
     pub extra: &'a [Route],
     /// Active taps (source node names); each gets a `mugge-tap-<source>` node.
     pub taps: &'a [(String, u32)],
+    /// Routes to and from plugin nodes hold back readiness only when plugins are required.
+    pub require_plugins: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -317,6 +319,11 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
     if inp.mode == Mode::Live && t.inears.is_empty() {
         return Err(TableError::NoInears(t.profile.clone()));
     }
+    let plugin = |from: End, to: End| Route {
+        from,
+        to,
+        optional: !inp.require_plugins,
+    };
     let fin = filters_in(inp.filter_tag);
     let fout = filters_out(inp.filter_tag);
     let mut routes = Vec::new();
@@ -363,7 +370,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
         channels: t.program_channels,
     });
     for ch in 1..=t.program_channels {
-        routes.push(Route::opt(
+        routes.push(plugin(
             End::monitor(PROGRAM, ch),
             End::new(METER_PROGRAM, ch),
         ));
@@ -375,7 +382,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
         channels: used.len() as u32,
     });
     for (i, &hw) in used.iter().enumerate() {
-        routes.push(Route::opt(
+        routes.push(plugin(
             End::monitor(HW_OUT, hw),
             End::new(METER_HW_OUT, i as u32 + 1),
         ));
@@ -386,7 +393,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
         channels: t.hw_inputs,
     });
     for ch in 1..=t.hw_inputs {
-        routes.push(Route::opt(End::new(HW_IN, ch), End::new(METER_HW_IN, ch)));
+        routes.push(plugin(End::new(HW_IN, ch), End::new(METER_HW_IN, ch)));
     }
 
     if inp.mode == Mode::Measurement {
@@ -399,7 +406,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
             channels: 1,
         });
         for ch in 1..=t.program_channels {
-            routes.push(Route::opt(End::new(SIGGEN, 1), End::new(PROGRAM, ch)));
+            routes.push(plugin(End::new(SIGGEN, 1), End::new(PROGRAM, ch)));
         }
         let tap = format!("{TAP_PREFIX}{MIC}");
         plugins.push(PluginNode {
@@ -407,7 +414,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
             factory: "mugge.tap".into(),
             channels: 1,
         });
-        routes.push(Route::opt(End::new(MIC, 1), End::new(&tap, 1)));
+        routes.push(plugin(End::new(MIC, 1), End::new(&tap, 1)));
     }
 
     for (source, channels) in inp.taps {
@@ -429,7 +436,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
                 channel: ch,
                 monitor,
             };
-            routes.push(Route::opt(from, End::new(&tap, ch)));
+            routes.push(plugin(from, End::new(&tap, ch)));
         }
     }
 
@@ -472,6 +479,7 @@ mod tests {
             app: None,
             extra: &[],
             taps: &[],
+            require_plugins: false,
         }
     }
 
@@ -635,6 +643,27 @@ mod tests {
         assert!("x:y".parse::<End>().is_err());
         assert_eq!("DJ".parse::<Mode>().unwrap(), Mode::Dj);
         assert!("party".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn plugin_routes_are_required_only_when_plugins_are() {
+        let t = Topology::default();
+        let mut inp = input(Mode::Measurement, &t);
+        let tab = table(&inp).unwrap();
+        assert!(tab
+            .routes
+            .iter()
+            .filter(|r| r.to.node.starts_with("mugge-meter-"))
+            .all(|r| r.optional));
+        inp.require_plugins = true;
+        let tab = table(&inp).unwrap();
+        for r in tab
+            .routes
+            .iter()
+            .filter(|r| is_plugin_node(&r.to.node) || is_plugin_node(&r.from.node))
+        {
+            assert!(!r.optional, "{} -> {}", r.from, r.to);
+        }
     }
 
     #[test]
