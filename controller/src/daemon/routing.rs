@@ -329,12 +329,11 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
     let mut routes = Vec::new();
     let mut plugins = Vec::new();
 
-    // The filter-chain always owns the speaker channels: only its outputs feed them.
-    for (i, &hw) in t.speakers.iter().enumerate() {
-        routes.push(Route::req(
-            End::new(&fout, i as u32 + 1),
-            End::new(HW_OUT, hw),
-        ));
+    // The filter-chain always owns the speaker channels: only its outputs feed them. Its output
+    // N is hardware channel N (the filter engine's contract), so a profile whose speakers are not
+    // channels 1..n still lands on the right amplifier.
+    for &hw in &t.speakers {
+        routes.push(Route::req(End::new(&fout, hw), End::new(HW_OUT, hw)));
     }
     if inp.mode != Mode::Standby {
         for ch in 1..=t.program_channels {
@@ -512,6 +511,32 @@ mod tests {
                     assert!(!feeders[0].optional);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn filter_chain_output_n_feeds_hardware_channel_n_even_with_gaps() {
+        // Speakers on 1, 2, 5, 6 (monitors on 3-4, 7-8): chain output 5 must reach amp 5, not 3.
+        let t = Topology {
+            profile: "gapped".into(),
+            speakers: vec![1, 2, 5, 6],
+            headphones: vec![3, 4],
+            inears: vec![7, 8],
+            hw_inputs: 8,
+            program_channels: 2,
+        };
+        let tab = table(&input(Mode::Dj, &t)).unwrap();
+        for hw in [1, 2, 5, 6] {
+            let r = tab
+                .routes
+                .iter()
+                .find(|r| r.to == End::new(HW_OUT, hw))
+                .unwrap();
+            assert_eq!(
+                r.from,
+                End::new("mugge-filters-out.main", hw),
+                "hardware channel {hw}"
+            );
         }
     }
 
