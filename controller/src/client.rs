@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::daemon::levels::Levels;
 use crate::daemon::service::Readiness;
 
 #[zbus::proxy(
@@ -20,6 +21,9 @@ pub trait Controller {
     fn unmute(&self) -> zbus::Result<()>;
     #[zbus(signal, name = "ActivationProgress")]
     fn activation_progress(&self, phase: &str, percent: u32) -> zbus::Result<()>;
+    fn get_levels(&self, meter: &str) -> zbus::Result<Levels>;
+    fn reset_clip(&self, meter: &str) -> zbus::Result<()>;
+    fn watch_levels(&self, seconds: u32) -> zbus::Result<()>;
     #[zbus(property)]
     fn mode(&self) -> zbus::Result<String>;
     #[zbus(property)]
@@ -36,6 +40,8 @@ pub trait Controller {
     fn missing(&self) -> zbus::Result<Vec<String>>;
     #[zbus(signal, name = "ModeChanged")]
     fn mode_signal(&self, mode: &str) -> zbus::Result<()>;
+    #[zbus(signal, name = "LevelsChanged")]
+    fn levels_signal(&self, meter: &str, levels: Levels) -> zbus::Result<()>;
     #[zbus(signal, name = "HealthChanged")]
     fn health_signal(&self, health: HashMap<String, String>) -> zbus::Result<()>;
 }

@@ -1,7 +1,6 @@
 //! mugge-controller: the only link manager of mugge's PipeWire graph, and the `mugge` CLI.
 #![forbid(unsafe_code)]
 
-pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod setup;

@@ -1,8 +1,9 @@
 //! `mugge`: the command-line front end and the controller daemon.
 #![forbid(unsafe_code)]
 
+mod cli;
+
 use clap::{Parser, Subcommand};
-use mugge_controller::cli;
 
 /// mugge: the audio brain of a small PA box.
 #[derive(Parser)]
@@ -22,6 +23,10 @@ enum Command {
     Mode(cli::mode::Args),
     /// Show the desired links and whether each exists.
     Links(cli::links::Args),
+    /// Live view of the three meter points (program, hardware out, hardware in).
+    Meters(cli::meters::Args),
+    /// Tap a source's PCM (framed stream) to a file or stdout.
+    Tap(cli::tap::Args),
     /// Speaker profiles.
     Profile(cli::profile::ProfileArgs),
     /// Filter sets: generate, verify, plot, bench.
@@ -36,6 +41,8 @@ fn main() -> anyhow::Result<()> {
         Command::Status(a) => cli::status::run(a),
         Command::Mode(a) => cli::mode::run(a),
         Command::Links(a) => cli::links::run(a),
+        Command::Meters(a) => cli::meters::run(a),
+        Command::Tap(a) => cli::tap::run(a),
         Command::Profile(a) => cli::profile::run(a),
         Command::Filters(a) => cli::filters::run(a),
         Command::Setup(a) => cli::setup::run(a),

@@ -53,8 +53,15 @@ fn set_mode_good_and_bad_arguments() {
         assert_eq!(p.mode().unwrap(), "dj");
     }
     let g1 = stack.dump().unwrap();
+    // Links of plugin nodes (present when the plugin is built) are made as the meters come up.
     let ids = |g: &mugge_testkit::Graph| {
-        let mut v: Vec<u32> = g.links.iter().map(|l| l.id).collect();
+        let plugin = |id: u32| g.node_by_id(id).is_some_and(|n| is_plugin(&n.name));
+        let mut v: Vec<u32> = g
+            .links
+            .iter()
+            .filter(|l| !plugin(l.output_node) && !plugin(l.input_node))
+            .map(|l| l.id)
+            .collect();
         v.sort();
         v
     };
@@ -170,7 +177,12 @@ fn properties_status_and_signals() {
         assert!(start.elapsed() < T);
         std::thread::sleep(Duration::from_millis(20));
     }
-    // GetStatus: one JSON document.
+    // GetStatus: one JSON document (the graph settles after REAPER's links went).
+    let start = std::time::Instant::now();
+    while !p.ready().unwrap() {
+        assert!(start.elapsed() < T, "not ready: {:?}", p.missing().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let st: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
     assert_eq!(st["mode"], "live");
     assert_eq!(st["status"]["ready"], true);
@@ -403,4 +415,114 @@ fn cli_status_mode_links_human_and_json() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not running"), "{err}");
+}
+
+#[test]
+fn levels_and_clip_reset_good_and_bad_arguments() {
+    let stack = stack();
+    let _fc = filter_chain(&stack);
+    let _ctl = controller(&stack, BASE_CONFIG, "controller");
+    let p = proxy(&stack).unwrap();
+    p.set_mode("dj").unwrap();
+    let invalid = "org.mugge.Controller1.Error.InvalidArgs";
+    for bad in [
+        "",
+        "mugge-meter",
+        "usbstreamer-out",
+        "mugge-meter-hw-out ",
+        "mugge-tap-umik1-in",
+    ] {
+        assert_eq!(
+            error_name(&p.get_levels(bad).unwrap_err()),
+            invalid,
+            "{bad:?}"
+        );
+        assert_eq!(
+            error_name(&p.reset_clip(bad).unwrap_err()),
+            invalid,
+            "{bad:?}"
+        );
+    }
+    for bad in [0u32, 61, u32::MAX] {
+        assert_eq!(
+            error_name(&p.watch_levels(bad).unwrap_err()),
+            invalid,
+            "{bad}"
+        );
+    }
+    p.watch_levels(1).unwrap();
+    // Good names: with the plugin on the stack the meters run and report; without it the
+    // answer says the meter is not running, and nothing changes.
+    let plugin = stack.dump().unwrap().node("mugge-meter-hw-in").is_some();
+    for m in [
+        "mugge-meter-program",
+        "mugge-meter-hw-out",
+        "mugge-meter-hw-in",
+    ] {
+        match (plugin, p.get_levels(m), p.reset_clip(m)) {
+            (true, _, r) => r.unwrap(),
+            (false, Err(e1), Err(e2)) => {
+                assert_eq!(
+                    error_name(&e1),
+                    "org.mugge.Controller1.Error.NotReady",
+                    "{e1}"
+                );
+                assert!(e1.to_string().contains("no snapshot"), "{e1}");
+                assert_eq!(
+                    error_name(&e2),
+                    "org.mugge.Controller1.Error.NotReady",
+                    "{e2}"
+                );
+                assert!(e2.to_string().contains("not running"), "{e2}");
+            }
+            (false, a, b) => panic!("{m} without a plugin: {a:?} {b:?}"),
+        }
+    }
+    wait_links(&stack, &dj_links(), &[]).unwrap();
+}
+
+#[test]
+fn the_modes_application_is_started_once_and_an_absent_binary_is_reported() {
+    let stack = stack();
+    let _fc = filter_chain(&stack);
+    // The "application" is a JACK-style client named like the configured node; Live's binary
+    // does not exist.
+    let cfg = format!(
+        "{BASE_CONFIG}[apps.dj]\ncommand = [\"pw-record\", \"--raw\", \"-P\", \"{{ node.name=Mixxx node.autoconnect=false }}\", \"/dev/null\"]\nnode = \"Mixxx\"\nprogram = [1, 2]\n\
+         [apps.live]\ncommand = [\"/nonexistent/reaper\"]\nnode = \"REAPER\"\nprogram = [1, 2]\n"
+    );
+    let _ctl = controller(&stack, &cfg, "controller");
+    let p = proxy(&stack).unwrap();
+    let r = p.set_mode("dj").unwrap();
+    assert!(
+        r.notes.iter().any(|n| n.starts_with("started pw-record")),
+        "{:?}",
+        r.notes
+    );
+    stack.wait_for_node("Mixxx", T).unwrap();
+    let start = std::time::Instant::now();
+    while p.health().unwrap().get("Mixxx").map(String::as_str) != Some("Connected") {
+        assert!(start.elapsed() < T);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Running already: not started again.
+    let r = p.set_mode("dj").unwrap();
+    assert!(
+        !r.notes.iter().any(|n| n.starts_with("started")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(stack.dump().unwrap().nodes_named("Mixxx").len(), 1);
+    // An absent binary is a note, not a failure.
+    let r = p.set_mode("live").unwrap();
+    assert!(r.ready);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("application /nonexistent/reaper not started")),
+        "{:?}",
+        r.notes
+    );
+    // Never killed: leaving DJ leaves the application running.
+    assert_eq!(stack.dump().unwrap().nodes_named("Mixxx").len(), 1);
 }

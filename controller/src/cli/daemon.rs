@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::daemon::config::Config;
-use crate::daemon::routing::Mode;
+use mugge_controller::daemon::config::Config;
+use mugge_controller::daemon::routing::Mode;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,5 +28,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => Config::load(p).map_err(anyhow::Error::msg)?,
         None => Config::default(),
     };
-    crate::daemon::run(config, args.mode)
+    mugge_controller::daemon::run(config, args.mode)
 }

@@ -1,6 +1,6 @@
 //! `mugge links`: desired links and whether each exists.
 
-use crate::client;
+use mugge_controller::client;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -4,7 +4,9 @@
 pub mod daemon;
 pub mod filters;
 pub mod links;
+pub mod meters;
 pub mod mode;
 pub mod profile;
 pub mod setup;
 pub mod status;
+pub mod tap;

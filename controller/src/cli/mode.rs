@@ -1,6 +1,6 @@
 //! `mugge mode MODE`: sets the mode and prints the readiness report.
 
-use crate::client;
+use mugge_controller::client;
 
 #[derive(clap::Args)]
 pub struct Args {

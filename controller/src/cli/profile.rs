@@ -34,7 +34,7 @@ enum ProfileCmd {
     Unmute,
 }
 
-fn watch_progress(p: &crate::client::ControllerProxyBlocking<'static>) -> Result<()> {
+fn watch_progress(p: &mugge_controller::client::ControllerProxyBlocking<'static>) -> Result<()> {
     let signals = p.receive_activation_progress()?;
     std::thread::spawn(move || {
         let mut last = String::new();
@@ -53,7 +53,7 @@ fn watch_progress(p: &crate::client::ControllerProxyBlocking<'static>) -> Result
 }
 
 pub fn run(a: ProfileArgs) -> Result<()> {
-    use crate::client::{connect, explain};
+    use mugge_controller::client::{connect, explain};
     match a.cmd {
         ProfileCmd::Activate { name, force } => {
             let p = connect()?;

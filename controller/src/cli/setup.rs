@@ -1,11 +1,11 @@
-//! `mugge setup`: the CLI face of [`crate::setup`].
+//! `mugge setup`: the CLI face of [`mugge_controller::setup`].
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::setup::{self, assets::Paths, runner::SystemRunner, Options};
+use mugge_controller::setup::{self, assets::Paths, runner::SystemRunner, Options};
 
 /// Set this box up for headless user-session audio (run as root): the audio user, its groups,
 /// realtime limits and lingering, mugge's PipeWire/WirePlumber fragments and user units, system-mode

@@ -1,6 +1,6 @@
 //! `mugge status`: mode, quantum, profile, readiness and health.
 
-use crate::client;
+use mugge_controller::client;
 
 #[derive(clap::Args)]
 pub struct Args {

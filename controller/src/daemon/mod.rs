@@ -3,6 +3,7 @@
 pub mod chain;
 pub mod config;
 pub mod graph;
+pub mod levels;
 pub mod props;
 pub mod pw;
 pub mod reconcile;
@@ -27,7 +28,8 @@ pub fn state_file() -> Option<PathBuf> {
 /// Runs the daemon until the session bus connection or the PipeWire thread ends.
 pub fn run(config: Config, initial: Option<Mode>) -> anyhow::Result<()> {
     let (status_tx, status_rx) = async_channel::unbounded();
-    let pw = pw::spawn(status_tx);
+    let (levels_tx, levels_rx) = async_channel::bounded(64);
+    let pw = pw::spawn(status_tx, levels_tx);
     let state = state_file();
     let remembered = state
         .as_ref()
@@ -58,9 +60,13 @@ pub fn run(config: Config, initial: Option<Mode>) -> anyhow::Result<()> {
             }
             anyhow::Ok(())
         };
-        let (pumped, _) =
-            futures_lite::future::zip(service::pump_status(conn.clone(), status_rx), startup).await;
-        pumped?;
+        let (a, (b, _)) = futures_lite::future::zip(
+            service::pump_status(conn.clone(), status_rx),
+            futures_lite::future::zip(service::pump_levels(conn.clone(), levels_rx), startup),
+        )
+        .await;
+        a?;
+        b?;
         anyhow::Ok(())
     })?;
     let _ = pw.commands.send(pw::Command::Quit);

@@ -16,6 +16,7 @@ use pw::proxy::ProxyT;
 use pw::types::ObjectType;
 
 use super::graph::{Direction, Graph, Link, Node, Port};
+use super::levels::Levels;
 use super::reconcile::{reconcile, Desired, InFlight, NewLink, Plan};
 use super::routing::{self, PluginNode};
 use super::status::{Stats, Status};
@@ -30,6 +31,14 @@ pub enum Command {
         /// Components reported in Health.
         components: Vec<String>,
     },
+    /// Resets the clip latches of a meter node; the reply says why not when it cannot.
+    ResetClip {
+        meter: String,
+        reply: async_channel::Sender<Result<(), String>>,
+    },
+    /// Subscribe to (true) or drop (false) the meters' Props: snapshots cost a wake-up each
+    /// (~30 Hz per meter), so they flow only while someone reads levels over D-Bus.
+    WantLevels(bool),
     Quit,
     /// Sets filter-graph controls (`ch<N>_gain:Mult`, ...) in the Props of node `node`;
     /// the reply says whether the node was there to take them.
@@ -46,14 +55,19 @@ pub struct PwHandle {
 }
 
 /// Starts the PipeWire thread. `status` receives a fresh `Status` whenever it changes.
-pub fn spawn(status: async_channel::Sender<Status>) -> PwHandle {
+pub fn spawn(
+    status: async_channel::Sender<Status>,
+    levels: async_channel::Sender<(String, Levels)>,
+) -> PwHandle {
     let (tx, rx) = pw::channel::channel::<Command>();
     let thread = std::thread::Builder::new()
         .name("mugge-pw".into())
         .spawn(move || {
             // A dead PipeWire thread would leave a daemon that answers D-Bus but manages
             // nothing: end the process instead, so its supervisor restarts it (links linger).
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(rx, status))).is_err() {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(rx, status, levels)))
+                .is_err()
+            {
                 std::process::abort();
             }
         })
@@ -94,13 +108,19 @@ struct Engine {
     disconnected: Rc<std::cell::Cell<bool>>,
     conn: Option<Conn>,
     status_tx: async_channel::Sender<Status>,
+    levels_tx: async_channel::Sender<(String, Levels)>,
+    levels_wanted: bool,
     last_status: Option<Status>,
     link_seen_at: HashMap<u32, Instant>,
     stats: Stats,
     weak: Weak<RefCell<Engine>>,
 }
 
-fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Status>) {
+fn run(
+    rx: pw::channel::Receiver<Command>,
+    status_tx: async_channel::Sender<Status>,
+    levels_tx: async_channel::Sender<(String, Levels)>,
+) {
     pw::init();
     let mainloop = pw::main_loop::MainLoopRc::new(None).expect("PipeWire main loop");
     let context = pw::context::ContextRc::new(&mainloop, None).expect("PipeWire context");
@@ -119,6 +139,8 @@ fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Stat
             disconnected: Rc::new(std::cell::Cell::new(false)),
             conn: None,
             status_tx,
+            levels_tx,
+            levels_wanted: false,
             last_status: None,
             link_seen_at: HashMap::new(),
             stats: Stats::default(),
@@ -157,6 +179,10 @@ fn run(rx: pw::channel::Receiver<Command>, status_tx: async_channel::Sender<Stat
                     let _ = tx.send(r);
                 }
             }
+            Command::ResetClip { meter, reply } => {
+                let _ = reply.try_send(engine.borrow().reset_clip(&meter));
+            }
+            Command::WantLevels(want) => engine.borrow_mut().want_levels(want),
             Command::Quit => {
                 quit.set(true);
                 mainloop.quit();
@@ -287,9 +313,30 @@ impl Engine {
                     // Full properties (positions, mugge.*) come with the node's info.
                     if let Ok(proxy) = conn.registry.bind::<pw::node::Node, _>(global) {
                         let weak = self.weak.clone();
-                        let listener = proxy
-                            .add_listener_local()
+                        let builder = proxy.add_listener_local();
+                        // Meters publish snapshots as Props: subscribe, parse, forward. The
+                        // engine is not involved (no borrow, no reconcile).
+                        let builder = if name.starts_with("mugge-meter-") {
+                            if self.levels_wanted {
+                                proxy.subscribe_params(&[pw::spa::param::ParamType::Props]);
+                            }
+                            let tx = self.levels_tx.clone();
+                            let meter = name.clone();
+                            builder.param(move |_seq, _id, _index, _next, pod| {
+                                if let Some(l) = pod.and_then(super::levels::parse_pod) {
+                                    let _ = tx.try_send((meter.clone(), l));
+                                }
+                            })
+                        } else {
+                            builder
+                        };
+                        let listener = builder
                             .info(move |info| {
+                                // Only props matter here. Params-only infos come with every
+                                // meter snapshot (~30 Hz per meter): no reconcile for them.
+                                if !info.change_mask().contains(pw::node::NodeChangeMask::PROPS) {
+                                    return;
+                                }
                                 let Some(e) = weak.upgrade() else { return };
                                 let mut e = e.borrow_mut();
                                 if let Some(n) = e.graph.nodes.get_mut(&id) {
@@ -426,6 +473,44 @@ impl Engine {
         self.step();
     }
 
+    fn want_levels(&mut self, want: bool) {
+        self.levels_wanted = want;
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        let ids: &[pw::spa::param::ParamType] = if want {
+            &[pw::spa::param::ParamType::Props]
+        } else {
+            &[]
+        };
+        for n in self
+            .graph
+            .nodes
+            .values()
+            .filter(|n| n.name.starts_with("mugge-meter-"))
+        {
+            if let Some((proxy, _)) = conn.nodes.get(&n.id) {
+                proxy.subscribe_params(ids);
+            }
+        }
+    }
+
+    fn reset_clip(&self, meter: &str) -> Result<(), String> {
+        let conn = self.conn.as_ref().ok_or("not connected to PipeWire")?;
+        let node = self
+            .graph
+            .node_named(meter)
+            .ok_or_else(|| format!("meter {meter} is not running"))?;
+        let (proxy, _) = conn
+            .nodes
+            .get(&node.id)
+            .ok_or_else(|| format!("meter {meter} is not bound yet"))?;
+        let bytes = super::levels::reset_clip_pod();
+        let pod = pw::spa::pod::Pod::from_bytes(&bytes).ok_or("cannot build the reset pod")?;
+        proxy.set_param(pw::spa::param::ParamType::Props, 0, pod);
+        Ok(())
+    }
+
     fn apply_quantum(&mut self) {
         let (Some(q), Some(conn)) = (self.quantum_wanted, self.conn.as_ref()) else {
             return;
@@ -451,6 +536,11 @@ impl Engine {
             self.publish();
             return;
         }
+        // A failure about ports that have gone since (a client quit while we linked it) is
+        // history, not a reason to hold back readiness.
+        let ports = &self.graph.ports;
+        self.failed_links
+            .retain(|(o, i), _| ports.contains_key(o) && ports.contains_key(i));
         let mut inflight = self.inflight.clone();
         inflight.links.extend(self.failed_links.keys().copied());
         inflight.nodes.extend(self.failed_nodes.keys().cloned());

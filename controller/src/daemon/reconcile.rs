@@ -299,6 +299,7 @@ mod tests {
             app: Some(&app),
             extra: &[],
             taps: &[],
+            require_plugins: false,
         };
         Desired {
             table: table(&inp).unwrap(),

@@ -283,6 +283,8 @@ pub struct TableInput<'a> {
     pub extra: &'a [Route],
     /// Active taps (source node names); each gets a `mugge-tap-<source>` node.
     pub taps: &'a [(String, u32)],
+    /// Routes to and from plugin nodes hold back readiness only when plugins are required.
+    pub require_plugins: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -317,17 +319,21 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
     if inp.mode == Mode::Live && t.inears.is_empty() {
         return Err(TableError::NoInears(t.profile.clone()));
     }
+    let plugin = |from: End, to: End| Route {
+        from,
+        to,
+        optional: !inp.require_plugins,
+    };
     let fin = filters_in(inp.filter_tag);
     let fout = filters_out(inp.filter_tag);
     let mut routes = Vec::new();
     let mut plugins = Vec::new();
 
-    // The filter-chain always owns the speaker channels: only its outputs feed them.
-    for (i, &hw) in t.speakers.iter().enumerate() {
-        routes.push(Route::req(
-            End::new(&fout, i as u32 + 1),
-            End::new(HW_OUT, hw),
-        ));
+    // The filter-chain always owns the speaker channels: only its outputs feed them. Its output
+    // N is hardware channel N (the filter engine's contract), so a profile whose speakers are not
+    // channels 1..n still lands on the right amplifier.
+    for &hw in &t.speakers {
+        routes.push(Route::req(End::new(&fout, hw), End::new(HW_OUT, hw)));
     }
     if inp.mode != Mode::Standby {
         for ch in 1..=t.program_channels {
@@ -363,7 +369,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
         channels: t.program_channels,
     });
     for ch in 1..=t.program_channels {
-        routes.push(Route::opt(
+        routes.push(plugin(
             End::monitor(PROGRAM, ch),
             End::new(METER_PROGRAM, ch),
         ));
@@ -375,7 +381,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
         channels: used.len() as u32,
     });
     for (i, &hw) in used.iter().enumerate() {
-        routes.push(Route::opt(
+        routes.push(plugin(
             End::monitor(HW_OUT, hw),
             End::new(METER_HW_OUT, i as u32 + 1),
         ));
@@ -386,7 +392,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
         channels: t.hw_inputs,
     });
     for ch in 1..=t.hw_inputs {
-        routes.push(Route::opt(End::new(HW_IN, ch), End::new(METER_HW_IN, ch)));
+        routes.push(plugin(End::new(HW_IN, ch), End::new(METER_HW_IN, ch)));
     }
 
     if inp.mode == Mode::Measurement {
@@ -399,7 +405,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
             channels: 1,
         });
         for ch in 1..=t.program_channels {
-            routes.push(Route::opt(End::new(SIGGEN, 1), End::new(PROGRAM, ch)));
+            routes.push(plugin(End::new(SIGGEN, 1), End::new(PROGRAM, ch)));
         }
         let tap = format!("{TAP_PREFIX}{MIC}");
         plugins.push(PluginNode {
@@ -407,7 +413,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
             factory: "mugge.tap".into(),
             channels: 1,
         });
-        routes.push(Route::opt(End::new(MIC, 1), End::new(&tap, 1)));
+        routes.push(plugin(End::new(MIC, 1), End::new(&tap, 1)));
     }
 
     for (source, channels) in inp.taps {
@@ -429,7 +435,7 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
                 channel: ch,
                 monitor,
             };
-            routes.push(Route::opt(from, End::new(&tap, ch)));
+            routes.push(plugin(from, End::new(&tap, ch)));
         }
     }
 
@@ -472,6 +478,7 @@ mod tests {
             app: None,
             extra: &[],
             taps: &[],
+            require_plugins: false,
         }
     }
 
@@ -504,6 +511,32 @@ mod tests {
                     assert!(!feeders[0].optional);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn filter_chain_output_n_feeds_hardware_channel_n_even_with_gaps() {
+        // Speakers on 1, 2, 5, 6 (monitors on 3-4, 7-8): chain output 5 must reach amp 5, not 3.
+        let t = Topology {
+            profile: "gapped".into(),
+            speakers: vec![1, 2, 5, 6],
+            headphones: vec![3, 4],
+            inears: vec![7, 8],
+            hw_inputs: 8,
+            program_channels: 2,
+        };
+        let tab = table(&input(Mode::Dj, &t)).unwrap();
+        for hw in [1, 2, 5, 6] {
+            let r = tab
+                .routes
+                .iter()
+                .find(|r| r.to == End::new(HW_OUT, hw))
+                .unwrap();
+            assert_eq!(
+                r.from,
+                End::new("mugge-filters-out.main", hw),
+                "hardware channel {hw}"
+            );
         }
     }
 
@@ -635,6 +668,27 @@ mod tests {
         assert!("x:y".parse::<End>().is_err());
         assert_eq!("DJ".parse::<Mode>().unwrap(), Mode::Dj);
         assert!("party".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn plugin_routes_are_required_only_when_plugins_are() {
+        let t = Topology::default();
+        let mut inp = input(Mode::Measurement, &t);
+        let tab = table(&inp).unwrap();
+        assert!(tab
+            .routes
+            .iter()
+            .filter(|r| r.to.node.starts_with("mugge-meter-"))
+            .all(|r| r.optional));
+        inp.require_plugins = true;
+        let tab = table(&inp).unwrap();
+        for r in tab
+            .routes
+            .iter()
+            .filter(|r| is_plugin_node(&r.to.node) || is_plugin_node(&r.from.node))
+        {
+            assert!(!r.optional, "{} -> {}", r.from, r.to);
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Type;
 
 use super::config::Config;
+use super::levels::Levels;
 use super::pw::Command;
 use super::reconcile::Desired;
 use super::routing::{self, Mode, Table, TableInput};
@@ -58,6 +59,10 @@ struct Shared {
     /// waits on, so its answer never overtakes the PropertiesChanged signals.
     settled: (u64, bool),
     taps: Vec<(String, u32)>,
+    /// Latest snapshot per meter node.
+    levels: BTreeMap<String, Levels>,
+    /// Meters' Props are subscribed until then (a lease renewed by readers).
+    levels_until: Option<Instant>,
     apps: BTreeMap<Mode, Child>,
     app_notes: Vec<String>,
 }
@@ -66,6 +71,7 @@ pub struct Controller {
     config: Config,
     shared: Arc<Mutex<Shared>>,
     changed: Arc<event_listener::Event>,
+    lease_changed: Arc<event_listener::Event>,
     commands: Mutex<pipewire::channel::Sender<Command>>,
     transaction: async_lock::Mutex<()>,
     state_file: Option<PathBuf>,
@@ -112,10 +118,13 @@ impl Controller {
                 status: Status::default(),
                 settled: (0, false),
                 taps: Vec::new(),
+                levels: BTreeMap::new(),
+                levels_until: None,
                 apps: BTreeMap::new(),
                 app_notes: Vec::new(),
             })),
             changed: Arc::new(event_listener::Event::new()),
+            lease_changed: Arc::new(event_listener::Event::new()),
             commands: Mutex::new(commands),
             transaction: async_lock::Mutex::new(()),
             state_file,
@@ -134,6 +143,7 @@ impl Controller {
             app,
             extra: &extra,
             taps,
+            require_plugins: self.config.require_plugins,
         };
         routing::table(&inp)
             .map(|t| self.with_parallel(t))
@@ -427,6 +437,59 @@ impl Controller {
         Ok(())
     }
 
+    /// The latest snapshot of a meter (`mugge-meter-program`, `mugge-meter-hw-out`,
+    /// `mugge-meter-hw-in`): graph clock, then per channel peak, RMS, display, PPM (dBFS), clip.
+    fn get_levels(&self, meter: &str) -> Result<Levels, Error> {
+        check_meter(meter)?;
+        self.watch_levels_for(Duration::from_secs(5));
+        self.shared
+            .lock()
+            .unwrap()
+            .levels
+            .get(meter)
+            .cloned()
+            .ok_or_else(|| {
+                Error::NotReady(format!("no snapshot from {meter} yet (is it running?)"))
+            })
+    }
+
+    /// Keeps meter snapshots flowing (GetLevels, LevelsChanged) for `seconds` (1..60); readers
+    /// renew it. Without a reader the meters' Props are not subscribed: no wake-ups.
+    fn watch_levels(&self, seconds: u32) -> Result<(), Error> {
+        if !(1..=60).contains(&seconds) {
+            return Err(Error::InvalidArgs(format!(
+                "seconds must be 1..60, not {seconds}"
+            )));
+        }
+        self.watch_levels_for(Duration::from_secs(seconds as u64));
+        Ok(())
+    }
+
+    /// Resets every channel's clip latch of a meter.
+    async fn reset_clip(&self, meter: &str) -> Result<(), Error> {
+        check_meter(meter)?;
+        let (tx, rx) = async_channel::bounded(1);
+        let cmd = Command::ResetClip {
+            meter: meter.to_string(),
+            reply: tx,
+        };
+        if self.commands.lock().unwrap().send(cmd).is_err() {
+            return Err(Error::NotReady("the PipeWire thread is gone".into()));
+        }
+        match rx.recv().await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(Error::NotReady(why)),
+            Err(_) => Err(Error::NotReady("the PipeWire thread did not answer".into())),
+        }
+    }
+
+    #[zbus(signal, name = "LevelsChanged")]
+    async fn emit_levels_changed(
+        emitter: &SignalEmitter<'_>,
+        meter: &str,
+        levels: Levels,
+    ) -> zbus::Result<()>;
+
     #[zbus(property)]
     fn mode(&self) -> String {
         self.shared
@@ -540,6 +603,21 @@ impl Controller {
 }
 
 impl Controller {
+    fn watch_levels_for(&self, d: Duration) {
+        let now = Instant::now();
+        let mut sh = self.shared.lock().unwrap();
+        let active = sh.levels_until.is_some_and(|t| t > now);
+        sh.levels_until = Some(sh.levels_until.filter(|t| *t > now + d).unwrap_or(now + d));
+        if !active {
+            let _ = self
+                .commands
+                .lock()
+                .unwrap()
+                .send(Command::WantLevels(true));
+        }
+        self.lease_changed.notify(usize::MAX);
+    }
+
     fn tap_dir(&self) -> PathBuf {
         self.config.tap_dir.clone().unwrap_or_else(|| {
             std::env::var_os("XDG_RUNTIME_DIR")
@@ -548,6 +626,103 @@ impl Controller {
                 .join("mugge")
         })
     }
+}
+
+fn check_meter(meter: &str) -> Result<(), Error> {
+    match meter {
+        routing::METER_PROGRAM | routing::METER_HW_OUT | routing::METER_HW_IN => Ok(()),
+        _ => Err(Error::InvalidArgs(format!(
+            "unknown meter '{meter}': expected one of {}, {}, {}",
+            routing::METER_PROGRAM,
+            routing::METER_HW_OUT,
+            routing::METER_HW_IN
+        ))),
+    }
+}
+
+/// Keeps the latest snapshot per meter and emits LevelsChanged at most `levels_hz` per meter.
+pub async fn pump_levels(
+    conn: zbus::Connection,
+    rx: async_channel::Receiver<(String, Levels)>,
+) -> zbus::Result<()> {
+    let iface = conn
+        .object_server()
+        .interface::<_, Controller>(OBJECT_PATH)
+        .await?;
+    let period = {
+        let c = iface.get().await;
+        Duration::from_secs_f64(1.0 / c.config.levels_hz)
+    };
+    let (shared, lease_changed) = {
+        let c = iface.get().await;
+        (c.shared.clone(), c.lease_changed.clone())
+    };
+    enum Ev {
+        Snapshot(Option<(String, Levels)>),
+        Expired,
+        LeaseChanged,
+    }
+    let mut last: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let listener = lease_changed.listen();
+        let until = shared.lock().unwrap().levels_until;
+        let ev = futures_lite::future::or(
+            async { Ev::Snapshot(rx.recv().await.ok()) },
+            futures_lite::future::or(
+                async {
+                    match until {
+                        Some(t) => {
+                            async_io::Timer::at(t).await;
+                            Ev::Expired
+                        }
+                        None => futures_lite::future::pending().await,
+                    }
+                },
+                async {
+                    listener.await;
+                    Ev::LeaseChanged
+                },
+            ),
+        )
+        .await;
+        let (meter, levels) = match ev {
+            Ev::Snapshot(None) => break,
+            Ev::Snapshot(Some(x)) => x,
+            Ev::LeaseChanged => continue,
+            Ev::Expired => {
+                let expired = {
+                    let mut sh = shared.lock().unwrap();
+                    let expired = sh.levels_until.is_some_and(|t| t <= Instant::now());
+                    if expired {
+                        // Nobody reads: stop the snapshots, forget stale ones.
+                        sh.levels_until = None;
+                        sh.levels.clear();
+                    }
+                    expired
+                };
+                if expired {
+                    let c = iface.get().await;
+                    let _ = c.commands.lock().unwrap().send(Command::WantLevels(false));
+                }
+                continue;
+            }
+        };
+        shared
+            .lock()
+            .unwrap()
+            .levels
+            .insert(meter.clone(), levels.clone());
+        let now = Instant::now();
+        if last
+            .get(&meter)
+            .is_some_and(|t| now.duration_since(*t) < period)
+        {
+            continue;
+        }
+        last.insert(meter.clone(), now);
+        Controller::emit_levels_changed(iface.signal_emitter(), &meter, levels).await?;
+    }
+    Ok(())
 }
 
 /// Consumes status updates from the PipeWire thread, wakes waiters and emits signals.

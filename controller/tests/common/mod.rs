@@ -212,3 +212,13 @@ pub fn wait_links(stack: &Stack, want: &[(String, String)], extra: &[&str]) -> R
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `pw-link` behind the controller's back. pw-link can wait forever for a link that is
+/// destroyed under it, so it gets a bound.
+pub fn rogue_link(stack: &Stack, out: &str, inp: &str) {
+    let _ = stack
+        .command("timeout")
+        .args(["3", "pw-link", out, inp])
+        .output()
+        .unwrap();
+}
