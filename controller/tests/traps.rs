@@ -156,13 +156,16 @@ fn kill_9_keeps_links_and_audio_and_a_restart_adopts_without_duplicates() {
     let rec = stack.record("rec", 4).unwrap();
     for ch in 0..4 {
         stack
-            .link(
+            .link_active(
                 &format!("usbstreamer-out:monitor_AUX{ch}"),
                 &format!("rec:input_AUX{ch}"),
+                T,
             )
             .unwrap();
     }
-    rec.wait_frames(48000, T).unwrap();
+    // Count from the moment every link is active: before that the recorder reads silence.
+    let start = rec.frames();
+    rec.wait_frames(start + 48000, T).unwrap();
     let got = rec.stop();
     for (ch, x) in got.iter().enumerate() {
         let tail = &x[x.len() - 9600..];

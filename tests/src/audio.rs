@@ -129,6 +129,16 @@ pub fn interleave(channels: &[Vec<f32>]) -> Vec<f32> {
         .collect()
 }
 
+/// Room for about a second of 8-channel audio in the pipe: a capture tool that cannot write
+/// blocks in its process callback and loses cycles, so a reader thread that the scheduler
+/// delays (a loaded CI machine) must not be able to fill the pipe.
+const PIPE_BYTES: usize = 1 << 20;
+
+fn widen_pipe(fd: impl std::os::fd::AsFd) {
+    // The system limit may be lower; the default 64 KiB then stays, which still works.
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPE_BYTES);
+}
+
 fn interrupt(pid: u32) {
     // SIGINT lets pw-record flush what it buffered; no libc needed for a one-off signal.
     let _ = std::process::Command::new("kill")
@@ -167,6 +177,7 @@ impl Stack {
             .stdout
             .take()
             .ok_or_else(|| anyhow!("pw-record has no stdout"))?;
+        widen_pipe(&out);
         let data = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&data);
         let reader = std::thread::spawn(move || {
@@ -232,6 +243,7 @@ impl Stack {
             .stdin
             .take()
             .ok_or_else(|| anyhow!("pw-play has no stdin"))?;
+        widen_pipe(&stdin);
         let writer = std::thread::spawn(move || {
             let bytes: Vec<u8> = interleaved.iter().flat_map(|s| s.to_le_bytes()).collect();
             let _ = stdin.write_all(&bytes);

@@ -524,6 +524,17 @@ impl Stack {
         self.run("pw-link", &[out, inp]).map(|_| ())
     }
 
+    /// Links two `"node:port"` ends and waits (bounded) until the link is active. Until then
+    /// the input port reads silence while its node may already run, so a capture that counts
+    /// frames must start counting after this.
+    pub fn link_active(&self, out: &str, inp: &str, timeout: Duration) -> Result<()> {
+        self.link(out, inp)?;
+        self.wait_until(&format!("link {out} -> {inp} active"), timeout, |g| {
+            g.link(out, inp).is_some_and(|l| l.state == "active")
+        })
+        .map(|_| ())
+    }
+
     /// Forces the graph quantum and checks, from the profiler's clock, that it really applied.
     pub fn set_quantum(&self, q: u32) -> Result<()> {
         let qs = q.to_string();
