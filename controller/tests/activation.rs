@@ -19,6 +19,14 @@ const SILENT: f32 = 3.162e-5; // -90 dBFS
 const RAMP_STEPS: usize = 6;
 const RAMP_MS: u64 = 1500;
 
+/// One real-convolution stack at a time: three in parallel (two 16,384-tap chains each) on a
+/// shared 2-core machine starve the test's own player and blur the levels being checked.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Stops the chains this test's controllers started (their command line names our sets dir):
 /// they run in their own session on purpose and would outlive the stack.
 struct Chains(PathBuf);
@@ -101,6 +109,7 @@ fn wait(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
+    let _heavy = heavy();
     let stack: Stack = stack();
     let sets = stack.root().join("sets");
     let _chains = Chains(sets.clone());
@@ -177,15 +186,19 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
         db(old_level),
         db(steady)
     );
-    // Silent from the mute until the ramp, then never silent again, never falling, never above
-    // the new steady level (0.05 dB for block-boundary effects).
+    // Silent from the mute until the ramp, then never silent again, never falling (0.3 dB for
+    // block jitter; steps are >= 1.5 dB apart), never above the new steady level (+0.05 dB).
     for k in rise + 1..pk.len() {
         assert!(
             pk[k] >= SILENT,
-            "silence again at block {k} after the ramp started"
+            "silence again at block {k} after the ramp started (mute {mute}, rise {rise}): {:?}",
+            pk[mute.saturating_sub(3)..(k + 3).min(pk.len())]
+                .iter()
+                .map(|v| db(*v).round())
+                .collect::<Vec<_>>()
         );
         assert!(
-            pk[k] >= pk[k - 1] * 0.995,
+            db(pk[k]) >= db(pk[k - 1]) - 0.3,
             "ramp falls at block {k}: {} -> {} dB",
             db(pk[k - 1]),
             db(pk[k])
@@ -321,6 +334,7 @@ fn rms(x: &[f32]) -> f32 {
 
 #[test]
 fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
+    let _heavy = heavy();
     let stack: Stack = stack();
     let sets = stack.root().join("sets");
     let _chains = Chains(sets.clone());
@@ -421,6 +435,7 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
 
 #[test]
 fn controller_killed_during_a_reload_converges_to_one_chain_on_restart() {
+    let _heavy = heavy();
     let stack: Stack = stack();
     let sets = stack.root().join("sets");
     let _chains = Chains(sets.clone());

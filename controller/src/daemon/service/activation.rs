@@ -505,6 +505,14 @@ impl Controller {
         self.stop_others(&tag, old.and_then(|o| o.running));
         lap(&mut timings, "stop-old");
         linked?;
+        // The new convolvers see the program only since the link: let them fill (one filter
+        // length) so the ramp raises a settled signal, not the onset transient.
+        progress("settle", 0).await;
+        async_io::Timer::after(Duration::from_secs_f64(
+            m.taps as f64 / f64::from(m.sample_rate.max(1)),
+        ))
+        .await;
+        lap(&mut timings, "settle");
         if self.abort.load(Ordering::SeqCst) {
             return Err(self.aborted());
         }
