@@ -328,6 +328,59 @@ fn envelope(x: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// Plots the 1 ms RMS envelopes (dB re the level before) of the reload capture.
+fn plot_envelopes(out: &Path, series: &[(String, Vec<f32>)], reload_at_ms: f64) {
+    use plotters::prelude::*;
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").unwrap();
+    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
+    let root = BitMapBackend::new(out, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE).unwrap();
+    let len = series.iter().map(|s| s.1.len()).max().unwrap_or(1) as f64;
+    let mut ch = ChartBuilder::on(&root)
+        .caption(
+            "ReloadFilters under pink noise: 1 ms RMS envelope at the hardware (dB re before)",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(45)
+        .build_cartesian_2d(0f64..len, -70f64..10f64)
+        .unwrap();
+    ch.configure_mesh()
+        .x_desc("ms")
+        .y_desc("dB")
+        .draw()
+        .unwrap();
+    for (i, (name, env)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        ch.draw_series(LineSeries::new(
+            env.iter()
+                .enumerate()
+                .map(|(k, v)| (k as f64, f64::from(*v))),
+            color,
+        ))
+        .unwrap()
+        .label(name.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    ch.draw_series(LineSeries::new([(0.0, -60.0), (len, -60.0)], RED.mix(0.6)))
+        .unwrap()
+        .label("gap threshold -60 dB")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    ch.draw_series(LineSeries::new(
+        [(reload_at_ms, -70.0), (reload_at_ms, 10.0)],
+        BLACK.mix(0.4),
+    ))
+    .unwrap();
+    ch.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .unwrap();
+    root.present().unwrap();
+}
+
 fn rms(x: &[f32]) -> f32 {
     (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt()
 }
@@ -381,6 +434,7 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
 
     let mark = rec.frames();
     rec.wait_frames(mark + RATE / 2, T).unwrap();
+    let called = rec.frames();
     let t0 = Instant::now();
     let timings = p
         .reload_filters(&newset.display().to_string())
@@ -402,6 +456,7 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
     );
 
     let ch = rec.snapshot();
+    let mut curves = Vec::new();
     for (n, want_db) in [(0usize, -3.0f32), (1, 0.0)] {
         let x = &ch[n][mark..];
         let steady_before = rms(&x[..RATE / 2]);
@@ -416,6 +471,10 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
             longest = longest.max(run);
         }
         let lowest = env.iter().fold(f32::MAX, |m, &v| m.min(v));
+        curves.push((
+            format!("channel {} (set: {want_db} dB)", n + 1),
+            env.iter().map(|v| db(*v) - db(steady_before)).collect(),
+        ));
         eprintln!(
             "channel {}: level change {change:.2} dB (set difference {want_db} dB), lowest 1 ms window {:.1} dB re steady, longest run below -60 dB {} ms",
             n + 1,
@@ -431,6 +490,9 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
         assert!(longest * 48 <= 1024, "channel {}: {longest} ms gap", n + 1);
         assert!(longest == 0, "channel {}: {longest} ms below -60 dB", n + 1);
     }
+    let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reload-envelope.png");
+    plot_envelopes(&png, &curves, ((called - mark) / 48) as f64);
+    eprintln!("envelope plot: {}", png.display());
 }
 
 #[test]
