@@ -1,5 +1,6 @@
 //! `mugge profile check FILE`: validate a speaker profile and the identities it uses.
-//! `mugge profile activate NAME [--force]`, `abort`, `unmute`: the controller's safety flow.
+//! `mugge profile activate NAME [--force]`, `abort`, `unmute`, `reload SET`: the controller's
+//! safety flow and dropout-free filter reloads.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -32,6 +33,8 @@ enum ProfileCmd {
     Abort,
     /// Ramp the active chain up to its profile's trims (after a muted start).
     Unmute,
+    /// Swap in a new matched set of the active profile without a dropout (crossfade).
+    Reload { set: PathBuf },
 }
 
 fn watch_progress(p: &mugge_controller::client::ControllerProxyBlocking<'static>) -> Result<()> {
@@ -69,6 +72,20 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         }
         ProfileCmd::Abort => {
             println!("{}", connect()?.abort_activation().map_err(explain)?);
+            Ok(())
+        }
+        ProfileCmd::Reload { set } => {
+            let p = connect()?;
+            watch_progress(&p)?;
+            let set = std::fs::canonicalize(&set).unwrap_or(set);
+            println!("reloading filters from {}", set.display());
+            let timings = p
+                .reload_filters(&set.display().to_string())
+                .map_err(explain)?;
+            for (phase, ms) in timings {
+                println!("  {phase:<9} {ms:>6} ms");
+            }
+            println!("filters reloaded");
             Ok(())
         }
         ProfileCmd::Unmute => {

@@ -197,7 +197,7 @@ impl Controller {
             if m.profile_name != a.profile || (!chans.is_empty() && chans != new) {
                 return Err(Error::Refused(format!(
                     "set {} is for \"{}\" (channels {new:?}), the active chain runs \"{}\": \
-                     a different topology needs ActivateProfile",
+                     another profile or topology needs ActivateProfile",
                     m.set_id, m.profile_name, a.profile
                 )));
             }
