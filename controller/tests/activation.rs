@@ -432,6 +432,45 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
     assert!(error_name(&e).ends_with("InvalidArgs"), "{e}");
     assert_eq!(chain(&p), before);
 
+    // A set copy whose config still names the original's WAVs, which are gone: its files verify,
+    // but PipeWire would start a chain that says "running" and plays nothing (convolver files
+    // load only when the graph starts). Refused before anything starts; the old keeps playing.
+    let orphan_src = stack.root().join("orphan-src");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mugge"))
+        .args(["filters", "generate", "--profile"])
+        .arg(&tprof)
+        .arg("--out")
+        .arg(&orphan_src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let orphan = stack.root().join("orphan");
+    copy_dir(&orphan_src, &orphan);
+    std::fs::remove_dir_all(&orphan_src).unwrap();
+    let mark = rec.frames();
+    let e = p
+        .reload_filters(&orphan.display().to_string())
+        .expect_err("the chain could not load its filters");
+    eprintln!("refused reload: {e}");
+    assert!(error_name(&e).ends_with("InvalidArgs"), "{e}");
+    assert!(e.to_string().contains("orphan-src/ch1.wav"), "{e}");
+    assert_eq!(chain(&p), before);
+    let st: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
+    assert_eq!(st["status"]["chains"].as_array().unwrap().len(), 1);
+    let end = rec.frames();
+    rec.wait_frames(end + RATE / 4, T).unwrap();
+    let x = &rec.snapshot()[0][mark..];
+    let steady = rms(&x[..RATE / 8]);
+    let floor = steady * 1e-3;
+    assert!(
+        envelope(x).iter().all(|&v| v >= floor),
+        "the old chain kept playing through the failed reload"
+    );
+
     let mark = rec.frames();
     rec.wait_frames(mark + RATE / 2, T).unwrap();
     let called = rec.frames();

@@ -239,6 +239,28 @@ impl Running {
     }
 }
 
+/// Every filter file the config names must be a file inside the set's own directory (which
+/// `set::verify` checked). PipeWire 1.4 loads convolver files only when the graph starts, and a
+/// missing one leaves nodes that say "running" and play nothing: catch it before starting.
+pub fn check_files(dir: &Path, text: &str) -> Result<()> {
+    let dir = std::fs::canonicalize(dir)?;
+    for part in text.split("filename = \"").skip(1) {
+        let Some(path) = part.split('"').next() else {
+            continue;
+        };
+        let ok = std::fs::canonicalize(path)
+            .map(|p| p.parent() == Some(dir.as_path()) && p.is_file())
+            .unwrap_or(false);
+        if !ok {
+            bail!(
+                "the set's config names a filter outside the set or missing: {path} (set {})",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The config with its instance tag changed from `from` to `to` (node names, `mugge.tag`), so
 /// that any set can run beside the active chain.
 pub fn retag(text: &str, from: &str, to: &str) -> String {
@@ -265,6 +287,7 @@ pub fn start(dir: &Path, m: &Manifest, tag: &str) -> Result<Running> {
     let conf = dir.join("filter-chain.conf");
     let text = std::fs::read_to_string(&conf)
         .with_context(|| format!("cannot read {}", conf.display()))?;
+    check_files(dir, &text)?;
     let muted = dir.with_extension(format!("{tag}.muted.conf"));
     std::fs::write(&muted, muted_config(&retag(&text, &m.tag, tag)))
         .with_context(|| format!("cannot write {}", muted.display()))?;

@@ -204,6 +204,11 @@ impl Controller {
             // An adopted chain's gain is unknown: it was left playing at its trims.
             (a.tag.clone(), a.factor.unwrap_or(1.0))
         };
+        let conf = dir.join("filter-chain.conf");
+        std::fs::read_to_string(&conf)
+            .map_err(|e| e.to_string())
+            .and_then(|t| chain::check_files(&dir, &t).map_err(|e| format!("{e:#}")))
+            .map_err(|e| Error::InvalidArgs(format!("set refused, nothing changed: {e}")))?;
         lap(&mut timings, "verify");
         let tag = other_tag(&old_tag);
         let running = self.start_chain_as(&dir, &m, tag).await?;
