@@ -171,15 +171,19 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
     let pk = peaks(&rec.snapshot()[0][mark..]);
     let steady = *pk.last().unwrap();
     assert!(db(steady) > -30.0, "new chain plays: {} dB", db(steady));
-    let mute = pk
+    // The mute is the silent run the ramp ends (an earlier one would be a dropout of the old
+    // chain, e.g. under load while the new set is designed; counted and reported).
+    let rise = pk
         .iter()
-        .position(|&v| v < SILENT)
-        .expect("a muted stretch");
-    let rise = mute
-        + pk[mute..]
-            .iter()
-            .position(|&v| v >= SILENT)
-            .expect("the ramp starts");
+        .rposition(|&v| v < SILENT)
+        .expect("a muted stretch")
+        + 1;
+    let mute = pk[..rise]
+        .iter()
+        .rposition(|&v| v >= SILENT)
+        .map_or(0, |k| k + 1);
+    let dropouts = pk[..mute].iter().filter(|&&v| v < SILENT).count();
+    eprintln!("old chain: {dropouts} silent 10 ms blocks before the mute");
     eprintln!(
         "silent {} ms from mute to ramp; old level {:.2} dB, new steady {:.2} dB",
         (rise - mute) * 10,

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use mugge_filter_chain::set::{self, Manifest};
-use mugge_filter_chain::validate::load_rig;
 use serde::{Deserialize, Serialize};
 
 use super::graph::Graph;
@@ -158,24 +157,35 @@ pub fn default_sets_dir() -> PathBuf {
 }
 
 /// Validates, designs and gates `profile` into `<sets_dir>/<tag>-<unique>`; on any failure
-/// nothing is left behind and nothing running is touched.
+/// nothing is left behind and nothing running is touched. The design runs as a `nice -n 19`
+/// child (`mugge filters generate`): it uses every core for a while and must not take them from
+/// the chain that is still playing.
 pub fn generate(profile: &Path, sets_dir: &Path, tag: &str) -> Result<(PathBuf, Manifest)> {
-    let rig = load_rig(profile, None).map_err(|p| anyhow::anyhow!("{p}"))?;
-    let text = std::fs::read_to_string(profile)
-        .with_context(|| format!("cannot read {}", profile.display()))?;
     std::fs::create_dir_all(sets_dir)
         .with_context(|| format!("cannot create {}", sets_dir.display()))?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let dir = sets_dir.join(format!("{tag}-{stamp}"));
-    let sets_dir = std::fs::canonicalize(sets_dir)?;
-    let dir = sets_dir.join(dir.file_name().expect("named"));
-    let m = set::write_set(&rig, &text, &dir, tag, None, &|_| {}).map_err(|e| {
+    let dir = std::fs::canonicalize(sets_dir)?.join(format!("{tag}-{stamp}"));
+    let exe = std::env::current_exe().context("cannot find the mugge binary")?;
+    let out = Command::new("nice")
+        .args(["-n", "19"])
+        .arg(exe)
+        .args(["filters", "generate", "--profile"])
+        .arg(profile)
+        .arg("--out")
+        .arg(&dir)
+        .arg("--tag")
+        .arg(tag)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run mugge filters generate")?;
+    if !out.status.success() {
         let _ = std::fs::remove_dir_all(&dir);
-        anyhow::anyhow!("{e}")
-    })?;
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let m = set::read_manifest(&dir)?;
     Ok((dir, m))
 }
 
