@@ -398,6 +398,23 @@ mod tests {
     }
 
     #[test]
+    fn config_filters_must_be_files_of_the_set_itself() {
+        let root = std::env::temp_dir().join(format!("mugge-chain-test-{}", std::process::id()));
+        let set = root.join("set");
+        std::fs::create_dir_all(&set).unwrap();
+        std::fs::write(set.join("ch1.wav"), b"x").unwrap();
+        std::fs::write(root.join("ch2.wav"), b"x").unwrap();
+        let name = |p: &Path| format!("filename = \"{}\"", p.display());
+        let inside = name(&set.join("ch1.wav"));
+        assert!(check_files(&set, &inside).is_ok());
+        let outside = format!("{inside} {}", name(&root.join("ch2.wav")));
+        assert!(check_files(&set, &outside).is_err());
+        let missing = name(&set.join("ch3.wav"));
+        assert!(check_files(&set, &missing).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn retag_renames_nodes_and_tag_only() {
         let t = r#"mugge.set = "s1" mugge.tag = "a" node.name = "mugge-filters-in.a"
 node.name = "mugge-filters-out.a" filename = "/x/a/ch1.wav""#;
