@@ -27,8 +27,8 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Stops the chains this test's controllers started (their command line names our sets dir):
-/// they run in their own session on purpose and would outlive the stack.
+/// Stops the chains this test's controllers started (their command line names our stack's
+/// directory): they run in their own session on purpose and would outlive the stack.
 struct Chains(PathBuf);
 impl Drop for Chains {
     fn drop(&mut self) {
@@ -112,7 +112,7 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
     let _heavy = heavy();
     let stack: Stack = stack();
     let sets = stack.root().join("sets");
-    let _chains = Chains(sets.clone());
+    let _chains = Chains(stack.root().to_path_buf());
     let prof = profiles(stack.root());
     let ctl = controller(&stack, &config(&prof, &sets), "controller");
     let p = proxy(&stack).unwrap();
@@ -394,7 +394,7 @@ fn reload_crossfades_without_a_dropout_and_a_bad_set_changes_nothing() {
     let _heavy = heavy();
     let stack: Stack = stack();
     let sets = stack.root().join("sets");
-    let _chains = Chains(sets.clone());
+    let _chains = Chains(stack.root().to_path_buf());
     let prof = profiles(stack.root());
     let _ctl = controller(&stack, &config(&prof, &sets), "controller");
     let p = proxy(&stack).unwrap();
@@ -543,7 +543,7 @@ fn controller_killed_during_a_reload_converges_to_one_chain_on_restart() {
     let _heavy = heavy();
     let stack: Stack = stack();
     let sets = stack.root().join("sets");
-    let _chains = Chains(sets.clone());
+    let _chains = Chains(stack.root().to_path_buf());
     let prof = profiles(stack.root());
     // A slow crossfade so that the kill lands in the middle of it.
     let cfg = config(&prof, &sets).replace("ramp_ms", "crossfade_ms = 4000\nramp_ms");
