@@ -1,14 +1,16 @@
 //! The demo: mugge on a private headless PipeWire, the interface and mic mocked by null devices.
 //!
-//! It starts what a box runs: the controller daemon, the default profile's filter-chain (its
-//! placeholder set: crossover + protection high-pass, gated), the standing meters, and the
-//! signal generator playing pink noise at a safe level into the program sink. It prints what it
-//! started and how to look at it, runs until Ctrl-C (or `--seconds N`), then stops everything.
+//! It starts what a box runs: the controller daemon, which at first start generates the default
+//! profile's placeholder filters (crossover + protection high-pass, gated), runs that
+//! filter-chain muted and ramps it up on request; the standing meters; and the signal generator
+//! playing pink noise at a safe level into the program sink. It prints what it started and how
+//! to look at it, runs until Ctrl-C (or `--seconds N`), then stops everything it started.
 #![forbid(unsafe_code)]
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use mugge_testkit::{Stack, HW_IN, HW_OUT, MIC};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -19,15 +21,15 @@ struct Args {
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long)]
     seconds: Option<u64>,
-    /// Speaker profile whose placeholder filters the chain runs.
-    #[arg(long, default_value = "conf/profiles/2way-80hz-sealed-subs.toml")]
-    profile: PathBuf,
+    /// Default speaker profile (a name in conf/profiles) whose placeholder filters run.
+    #[arg(long, default_value = "2way-80hz-sealed-subs")]
+    profile: String,
     /// Pink-noise level at the generator, dBFS peak (the generator caps it at -20).
     #[arg(long, default_value_t = -30.0)]
     level: f64,
 }
 
-const T: Duration = Duration::from_secs(15);
+const T: Duration = Duration::from_secs(30);
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -36,6 +38,7 @@ fn main() -> Result<()> {
         let _ = stop_tx.send(());
     })?;
     let mugge = sibling_binary("mugge")?;
+    let bin = mugge.to_string_lossy().into_owned();
     let ws = mugge_testkit::stack::workspace_root();
 
     let stack = Stack::start()?;
@@ -44,28 +47,19 @@ fn main() -> Result<()> {
         stack.root().display()
     );
 
-    // Filters: the profile's placeholder set, generated and gated by the real CLI.
-    let set = stack.root().join("sets/main");
-    let out = stack.run(
-        mugge.to_str().unwrap_or("mugge"),
-        &[
-            "filters",
-            "generate",
-            "--profile",
-            &ws.join(&args.profile).to_string_lossy(),
-            "--out",
-            &set.to_string_lossy(),
-        ],
-    )?;
-    print!("{out}");
-    let mut chain = stack.command("pipewire");
-    chain.arg("-c").arg(set.join("filter-chain.conf"));
-    let _chain = stack.spawn("filter-chain", &chain)?;
-    stack.wait_for_node("mugge-filters-out.main", T)?;
-
-    // The controller: links everything for Measurement mode, which creates the generator.
+    // The controller with activation on, in Measurement mode (which creates the generator).
+    let sets = stack.root().join("sets");
     let config = stack.root().join("controller.toml");
-    std::fs::copy(ws.join("conf/controller.toml"), &config)?;
+    let base = std::fs::read_to_string(ws.join("conf/controller.toml"))?;
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[activation]\ndefault_profile = {:?}\nprofiles_dir = {:?}\nsets_dir = {:?}\n",
+            args.profile,
+            ws.join("conf/profiles").to_string_lossy(),
+            sets.to_string_lossy()
+        ),
+    )?;
     let mut daemon = stack.command(&mugge);
     daemon
         .arg("daemon")
@@ -73,10 +67,32 @@ fn main() -> Result<()> {
         .arg(&config)
         .arg("--mode")
         .arg("measurement");
-    let _daemon = stack.spawn("controller", &daemon)?;
+    let daemon = stack.spawn("controller", &daemon)?;
+    let result = run(&stack, &args, &bin, &sets, &stop_rx);
+    println!("Stopping.");
+    drop(daemon);
+    // Chains run in their own session so that audio survives a controller crash: stop them here.
+    stop_chains(&stack);
+    result
+}
+
+fn run(
+    stack: &Stack,
+    args: &Args,
+    bin: &str,
+    sets: &Path,
+    stop_rx: &mpsc::Receiver<()>,
+) -> Result<()> {
     let siggen = stack
         .wait_for_node("mugge-siggen", T)
         .context("the controller did not create the generator")?;
+    stack
+        .wait_until("the filter-chain", T, |g| {
+            g.nodes
+                .iter()
+                .any(|n| n.name.starts_with("mugge-filters-out."))
+        })
+        .context("the controller did not start the default profile's filter-chain")?;
     let level = format!("{:.1}", args.level);
     stack.pw_cli(&[
         "set-param",
@@ -84,13 +100,16 @@ fn main() -> Result<()> {
         "Props",
         &format!("{{ params = [ \"siggen.signal\" \"pink\" \"siggen.level\" {level} \"siggen.running\" true ] }}"),
     ])?;
+    // The safety flow's last step: ramp the muted chain up to the profile's trims.
+    print!("{}", stack.run(bin, &["profile", "unmute"])?);
 
     let g = stack.dump()?;
     println!();
-    println!("Started (stopped on exit): dbus-daemon, pipewire, wireplumber, the filter-chain");
+    println!("Started (stopped on exit): dbus-daemon, pipewire, wireplumber, mugge daemon");
     println!(
-        "(pipewire -c {}), mugge daemon (Measurement mode).",
-        set.join("filter-chain.conf").display()
+        "(Measurement mode), which runs the {} filter-chain (sets in {}).",
+        args.profile,
+        sets.display()
     );
     println!("Hardware mock:");
     for name in [HW_OUT, HW_IN, MIC] {
@@ -113,19 +132,12 @@ fn main() -> Result<()> {
     println!("Look at it from another terminal:");
     println!("  export XDG_RUNTIME_DIR={}", stack.runtime_dir().display());
     println!("  export DBUS_SESSION_BUS_ADDRESS={}", stack.bus_address());
-    println!(
-        "  {} meters          # live levels of the three meter points",
-        mugge.display()
-    );
-    println!(
-        "  {} status; {} links; {} mode dj",
-        mugge.display(),
-        mugge.display(),
-        mugge.display()
-    );
+    println!("  {bin} meters          # live levels of the three meter points");
+    println!("  {bin} status; {bin} links; {bin} mode dj");
+    println!("  {bin} profile activate 3way-mono-sub --force   # the safety flow");
     println!("  pw-dump | less      pw-top      pw-link -l");
     println!();
-    print_levels(&stack, &mugge);
+    print_levels(stack, bin);
     match args.seconds {
         Some(s) => {
             println!("Running for {s} s.");
@@ -136,24 +148,62 @@ fn main() -> Result<()> {
             let _ = stop_rx.recv();
         }
     }
-    println!("Stopping.");
     Ok(())
 }
 
-/// One reading of the meters once the generator's level has reached them.
-fn print_levels(stack: &Stack, mugge: &Path) {
-    let bin = mugge.to_string_lossy();
+/// One reading of the meters once the generator's level has reached the hardware.
+fn print_levels(stack: &Stack, bin: &str) {
+    let mut last = String::new();
     for _ in 0..50 {
-        if let Ok(out) = stack.run(&bin, &["meters", "--once"]) {
-            if out.contains("dB") && !out.contains("-inf") {
-                println!("{out}");
-                return;
+        if let Ok(out) = stack.run(bin, &["meters", "--once"]) {
+            let reached_hw = out
+                .split("mugge-meter-hw-out")
+                .nth(1)
+                .is_some_and(|hw| hw.lines().nth(1).is_some_and(|ch1| !ch1.contains("-200.0")));
+            last = out;
+            if reached_hw {
+                break;
             }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    if let Ok(out) = stack.run(&bin, &["meters", "--once"]) {
-        println!("{out}");
+    println!("{last}");
+}
+
+/// Stops the filter-chain processes the controller started: the clients that own
+/// `mugge-filters-*` nodes, by the PID PipeWire recorded for them.
+fn stop_chains(stack: &Stack) {
+    let Ok(out) = stack.run("pw-dump", &[]) else {
+        return;
+    };
+    let Ok(all) = serde_json::from_str::<Vec<Value>>(&out) else {
+        return;
+    };
+    let chain_clients: Vec<&Value> = all
+        .iter()
+        .filter(|o| o["type"] == "PipeWire:Interface:Node")
+        .filter(|n| {
+            n["info"]["props"]["node.name"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("mugge-filters-"))
+        })
+        .map(|n| &n["info"]["props"]["client.id"])
+        .collect();
+    for c in all
+        .iter()
+        .filter(|o| o["type"] == "PipeWire:Interface:Client")
+    {
+        if !chain_clients
+            .iter()
+            .any(|id| id.as_u64() == c["id"].as_u64())
+        {
+            continue;
+        }
+        if let Some(pid) = c["info"]["props"]["pipewire.sec.pid"].as_u64() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
     }
 }
 
