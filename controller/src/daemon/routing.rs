@@ -192,6 +192,25 @@ pub struct Topology {
     pub program_channels: u32,
 }
 
+impl Topology {
+    /// The topology a deployed set was made for: its speaker channels are exactly the channels
+    /// the chain filters (and the bypass rule protects), its monitors those the profile names.
+    /// Once a set is active this, not the configured default, decides the routes: a 3-way
+    /// profile's horns on channels 5-6 must never get the headphone feed of a 2-way default.
+    pub fn from_manifest(m: &mugge_filter_chain::set::Manifest, hw_inputs: u32) -> Topology {
+        let mut speakers: Vec<u32> = m.channels.iter().map(|c| c.channel).collect();
+        speakers.sort_unstable();
+        Topology {
+            profile: m.profile_name.clone(),
+            speakers,
+            headphones: m.profile.monitors.headphones.clone(),
+            inears: m.profile.monitors.in_ears.clone(),
+            hw_inputs,
+            program_channels: 2,
+        }
+    }
+}
+
 fn default_hw_inputs() -> u32 {
     8
 }
@@ -538,6 +557,47 @@ mod tests {
                 "hardware channel {hw}"
             );
         }
+    }
+
+    #[test]
+    fn an_active_three_way_set_decides_the_routes_not_the_two_way_default() {
+        use mugge_filter_chain::{set, validate::load_rig};
+        let ws = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        let profile = ws.join("conf/profiles/3way-stereo.toml");
+        let rig = load_rig(&profile, None).unwrap();
+        let text = std::fs::read_to_string(&profile).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let m = set::write_set(&rig, &text, &dir.path().join("s"), "a", None, &|_| {}).unwrap();
+        let t = Topology::from_manifest(&m, 8);
+        assert_eq!(t.speakers, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            (t.headphones.clone(), t.inears.clone()),
+            (vec![7, 8], vec![])
+        );
+        let tab = table(&input(Mode::Dj, &t)).unwrap();
+        for hw in 1..=6 {
+            let feeders: Vec<_> = tab
+                .routes
+                .iter()
+                .filter(|r| r.to == End::new(HW_OUT, hw))
+                .collect();
+            assert_eq!(feeders.len(), 1, "channel {hw}");
+            assert_eq!(feeders[0].from, End::new("mugge-filters-out.main", hw));
+        }
+        // The headphone feed goes to 7-8, never to the horns on 5-6; Live has no in-ears.
+        let hp: Vec<u32> = tab
+            .routes
+            .iter()
+            .filter(|r| r.from.node == HEADPHONES)
+            .map(|r| r.to.channel)
+            .collect();
+        assert_eq!(hp, vec![7, 8]);
+        assert!(matches!(
+            table(&input(Mode::Live, &t)),
+            Err(TableError::NoInears(_))
+        ));
     }
 
     #[test]

@@ -136,9 +136,10 @@ impl Controller {
     fn table_for(&self, mode: Mode, taps: &[(String, u32)]) -> Result<Table, Error> {
         let extra = self.config.extra_routes(mode);
         let app = self.config.apps.get(&mode).map(|a| &a.routing);
+        let topology = self.active_topology();
         let inp = TableInput {
             mode,
-            topology: &self.config.topology,
+            topology: &topology,
             filter_tag: &self.filter_tag(),
             app,
             extra: &extra,

@@ -26,6 +26,8 @@ pub struct Active {
     /// Current factor of the trims (0 = muted); unknown for an adopted chain.
     pub factor: Option<f32>,
     pub running: Option<Running>,
+    /// The set's topology (from its manifest); `None` when the manifest cannot be read.
+    pub topology: Option<routing::Topology>,
 }
 
 #[derive(Debug, Default)]
@@ -220,6 +222,7 @@ impl Controller {
             trims: chain::trims(&m),
             factor: Some(0.0),
             running: Some(running),
+            topology: Some(self.topology_of(&m)),
         });
         if let Err(e) = self.relink().await {
             let p = self.chain.lock().unwrap().parallel.take();
@@ -501,6 +504,7 @@ impl Controller {
             trims: chain::trims(&m),
             factor: Some(0.0),
             running: Some(running),
+            topology: Some(self.topology_of(&m)),
         });
         // Muted by its config already; say it again through Props before any link exists.
         self.set_factor(0.0).map_err(Error::NotReady)?;
@@ -557,7 +561,9 @@ impl Controller {
             .max_by_key(|c| c.serial);
         if let Some(c) = newest {
             tracing::info!("adopting filter-chain {} (set {})", c.tag, c.set);
-            let trims = self.trims_of(&c.set);
+            let manifest = self.manifest_of(&c.set);
+            let trims = manifest.as_ref().map(chain::trims).unwrap_or_default();
+            let topology = manifest.as_ref().map(|m| self.topology_of(m));
             self.chain.lock().unwrap().active = Some(Active {
                 tag: c.tag.clone(),
                 set: c.set.clone(),
@@ -565,6 +571,7 @@ impl Controller {
                 trims,
                 factor: None,
                 running: None,
+                topology,
             });
             self.stop_others(&c.tag, None);
             return self.relink().await;
@@ -579,20 +586,32 @@ impl Controller {
             trims: chain::trims(&m),
             factor: Some(0.0),
             running: Some(running),
+            topology: Some(self.topology_of(&m)),
         });
         self.relink().await
     }
 
-    /// Trims of a set we generated earlier (found by id under the sets dir); empty if unknown.
-    fn trims_of(&self, set_id: &str) -> Vec<(u32, f32)> {
-        let Ok(rd) = std::fs::read_dir(self.config.activation.sets_dir()) else {
-            return Vec::new();
-        };
+    /// The manifest of a set we generated earlier (found by id under the sets dir).
+    fn manifest_of(&self, set_id: &str) -> Option<mugge_filter_chain::set::Manifest> {
+        let rd = std::fs::read_dir(self.config.activation.sets_dir()).ok()?;
         rd.flatten()
             .filter_map(|e| mugge_filter_chain::set::read_manifest(&e.path()).ok())
             .find(|m| m.set_id == set_id)
-            .map(|m| chain::trims(&m))
-            .unwrap_or_default()
+    }
+
+    fn topology_of(&self, m: &mugge_filter_chain::set::Manifest) -> routing::Topology {
+        routing::Topology::from_manifest(m, self.config.topology.hw_inputs)
+    }
+
+    /// The topology the routing tables follow: the active set's, else the configured default.
+    pub(super) fn active_topology(&self) -> routing::Topology {
+        self.chain
+            .lock()
+            .unwrap()
+            .active
+            .as_ref()
+            .and_then(|a| a.topology.clone())
+            .unwrap_or_else(|| self.config.topology.clone())
     }
 
     /// Ramps the active chain up to its trims (after a muted start).
