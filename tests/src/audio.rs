@@ -148,9 +148,17 @@ fn interrupt(pid: u32) {
 }
 
 impl Stack {
-    /// Starts an unlinked f32 capture stream named `name` with `channels` inputs.
-    pub fn record(&self, name: &str, channels: usize) -> Result<Recorder> {
-        let mut cmd = self.command("pw-record");
+    /// `pw-record`/`pw-play` as an unlinked raw f32 stream named `name` with AUX positions; it
+    /// dies with the test process.
+    fn raw_stream(
+        &self,
+        tool: &str,
+        name: &str,
+        channels: usize,
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> Result<std::process::Child> {
+        let mut cmd = self.command(tool);
         cmd.args([
             "--raw",
             "--format",
@@ -167,12 +175,18 @@ impl Stack {
         .arg("-P")
         .arg(format!("{{ node.name={name} node.autoconnect=false }}"))
         .arg("-");
-        let mut child = crate::process::with_parent_death_signal(&cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+        crate::process::with_parent_death_signal(&cmd)
+            .stdin(stdin)
+            .stdout(stdout)
             .stderr(Stdio::null())
             .spawn()
-            .context("starting pw-record")?;
+            .with_context(|| format!("starting {tool}"))
+    }
+
+    /// Starts an unlinked f32 capture stream named `name` with `channels` inputs.
+    pub fn record(&self, name: &str, channels: usize) -> Result<Recorder> {
+        let mut child =
+            self.raw_stream("pw-record", name, channels, Stdio::null(), Stdio::piped())?;
         let mut out = child
             .stdout
             .take()
@@ -216,29 +230,8 @@ impl Stack {
     /// Starts an unlinked f32 playback stream that plays `interleaved` once it is linked, then
     /// silence. The samples are written as the stream consumes them.
     pub fn play(&self, name: &str, channels: usize, interleaved: Vec<f32>) -> Result<Player> {
-        let mut cmd = self.command("pw-play");
-        cmd.args([
-            "--raw",
-            "--format",
-            "f32",
-            "--rate",
-            "48000",
-            "--latency",
-            "256",
-        ])
-        .arg("--channels")
-        .arg(channels.to_string())
-        .arg("--channel-map")
-        .arg(channel_map(channels))
-        .arg("-P")
-        .arg(format!("{{ node.name={name} node.autoconnect=false }}"))
-        .arg("-");
-        let mut child = crate::process::with_parent_death_signal(&cmd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting pw-play")?;
+        let mut child =
+            self.raw_stream("pw-play", name, channels, Stdio::piped(), Stdio::null())?;
         let mut stdin = child
             .stdin
             .take()
