@@ -5,29 +5,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn dj_links() -> Vec<(String, String)> {
-    let mut v = speakers();
-    v.extend(pairs(&[
-        (
-            "mugge-program:monitor_FL",
-            "mugge-filters-in.main:playback_FL",
-        ),
-        (
-            "mugge-program:monitor_FR",
-            "mugge-filters-in.main:playback_FR",
-        ),
-        (
-            "mugge-headphones:monitor_FL",
-            "usbstreamer-out:playback_AUX4",
-        ),
-        (
-            "mugge-headphones:monitor_FR",
-            "usbstreamer-out:playback_AUX5",
-        ),
-    ]));
-    v
-}
-
 #[test]
 fn set_mode_good_and_bad_arguments() {
     let stack = stack();
@@ -36,7 +13,7 @@ fn set_mode_good_and_bad_arguments() {
     let p = proxy(&stack).unwrap();
     let r = p.set_mode("DJ").unwrap();
     assert!(r.ready && r.mode == "dj" && r.missing.is_empty());
-    let g0 = wait_links(&stack, &dj_links(), &[]).unwrap();
+    let g0 = wait_links(&stack, &program_links(), &[]).unwrap();
     for bad in ["", "party", "dj ", "standby;rm", "measurement2"] {
         let e = p.set_mode(bad).unwrap_err();
         assert_eq!(
@@ -100,7 +77,7 @@ fn set_mode_reports_what_is_missing_when_the_graph_cannot_match() {
         .iter()
         .any(|m| m.contains("mugge-filters-out.main")));
     let _fc = filter_chain(&stack);
-    wait_links(&stack, &dj_links(), &[]).unwrap();
+    wait_links(&stack, &program_links(), &[]).unwrap();
     let start = std::time::Instant::now();
     while !p.ready().unwrap() {
         assert!(start.elapsed() < T);
@@ -278,7 +255,7 @@ fn taps_good_and_bad_arguments() {
         }
     }
     // The graph is still exactly DJ.
-    wait_links(&stack, &dj_links(), &[]).unwrap();
+    wait_links(&stack, &program_links(), &[]).unwrap();
 }
 
 #[test]
@@ -478,7 +455,7 @@ fn levels_and_clip_reset_good_and_bad_arguments() {
             (false, a, b) => panic!("{m} without a plugin: {a:?} {b:?}"),
         }
     }
-    wait_links(&stack, &dj_links(), &[]).unwrap();
+    wait_links(&stack, &program_links(), &[]).unwrap();
 }
 
 #[test]

@@ -7,51 +7,12 @@ mod common;
 use common::*;
 
 fn dj_links() -> Vec<(String, String)> {
-    let mut v = speakers();
-    v.extend(pairs(&[
-        (
-            "mugge-program:monitor_FL",
-            "mugge-filters-in.main:playback_FL",
-        ),
-        (
-            "mugge-program:monitor_FR",
-            "mugge-filters-in.main:playback_FR",
-        ),
-        (
-            "mugge-headphones:monitor_FL",
-            "usbstreamer-out:playback_AUX4",
-        ),
-        (
-            "mugge-headphones:monitor_FR",
-            "usbstreamer-out:playback_AUX5",
-        ),
-        ("Mixxx:output_AUX0", "mugge-program:playback_FL"),
-        ("Mixxx:output_AUX1", "mugge-program:playback_FR"),
-        ("Mixxx:output_AUX2", "mugge-headphones:playback_FL"),
-        ("Mixxx:output_AUX3", "mugge-headphones:playback_FR"),
-    ]));
-    v
+    with_mixxx(program_links())
 }
 
 fn live_links() -> Vec<(String, String)> {
-    let mut v = speakers();
+    let mut v = program_links();
     v.extend(pairs(&[
-        (
-            "mugge-program:monitor_FL",
-            "mugge-filters-in.main:playback_FL",
-        ),
-        (
-            "mugge-program:monitor_FR",
-            "mugge-filters-in.main:playback_FR",
-        ),
-        (
-            "mugge-headphones:monitor_FL",
-            "usbstreamer-out:playback_AUX4",
-        ),
-        (
-            "mugge-headphones:monitor_FR",
-            "usbstreamer-out:playback_AUX5",
-        ),
         ("mugge-inears:monitor_FL", "usbstreamer-out:playback_AUX6"),
         ("mugge-inears:monitor_FR", "usbstreamer-out:playback_AUX7"),
         ("REAPER:output_AUX0", "mugge-program:playback_FL"),
@@ -60,29 +21,6 @@ fn live_links() -> Vec<(String, String)> {
         ("REAPER:output_AUX3", "mugge-headphones:playback_FR"),
         ("REAPER:output_AUX4", "mugge-inears:playback_FL"),
         ("REAPER:output_AUX5", "mugge-inears:playback_FR"),
-    ]));
-    v
-}
-
-fn measurement_links() -> Vec<(String, String)> {
-    let mut v = speakers();
-    v.extend(pairs(&[
-        (
-            "mugge-program:monitor_FL",
-            "mugge-filters-in.main:playback_FL",
-        ),
-        (
-            "mugge-program:monitor_FR",
-            "mugge-filters-in.main:playback_FR",
-        ),
-        (
-            "mugge-headphones:monitor_FL",
-            "usbstreamer-out:playback_AUX4",
-        ),
-        (
-            "mugge-headphones:monitor_FR",
-            "usbstreamer-out:playback_AUX5",
-        ),
     ]));
     v
 }
@@ -101,7 +39,7 @@ fn each_mode_converges_to_exactly_its_table_and_returns_ready() {
         ("dj", dj_links()),
         ("standby", speakers()),
         ("live", live_links()),
-        ("measurement", measurement_links()),
+        ("measurement", program_links()),
         ("dj", dj_links()),
         ("dj", dj_links()),
         ("live", live_links()),

@@ -12,39 +12,6 @@ fn status(stack: &mugge_testkit::Stack) -> serde_json::Value {
     serde_json::from_str(&proxy(stack).unwrap().get_status().unwrap()).unwrap()
 }
 
-fn dj_base() -> Vec<(String, String)> {
-    let mut v = speakers();
-    v.extend(pairs(&[
-        (
-            "mugge-program:monitor_FL",
-            "mugge-filters-in.main:playback_FL",
-        ),
-        (
-            "mugge-program:monitor_FR",
-            "mugge-filters-in.main:playback_FR",
-        ),
-        (
-            "mugge-headphones:monitor_FL",
-            "usbstreamer-out:playback_AUX4",
-        ),
-        (
-            "mugge-headphones:monitor_FR",
-            "usbstreamer-out:playback_AUX5",
-        ),
-    ]));
-    v
-}
-
-fn with_mixxx(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
-    v.extend(pairs(&[
-        ("Mixxx:output_AUX0", "mugge-program:playback_FL"),
-        ("Mixxx:output_AUX1", "mugge-program:playback_FR"),
-        ("Mixxx:output_AUX2", "mugge-headphones:playback_FL"),
-        ("Mixxx:output_AUX3", "mugge-headphones:playback_FR"),
-    ]));
-    v
-}
-
 #[test]
 fn links_made_behind_the_controllers_back_are_destroyed_and_others_left_alone() {
     let stack = stack();
@@ -52,7 +19,7 @@ fn links_made_behind_the_controllers_back_are_destroyed_and_others_left_alone() 
     let _ctl = controller(&stack, BASE_CONFIG, "controller");
     let p = proxy(&stack).unwrap();
     assert!(p.set_mode("dj").unwrap().ready);
-    wait_links(&stack, &dj_base(), &[]).unwrap();
+    wait_links(&stack, &program_links(), &[]).unwrap();
 
     // A JACK-style client linking itself straight to the speakers, the headphones, the in-ear
     // channels and into the program: every one is destroyed.
@@ -71,7 +38,7 @@ fn links_made_behind_the_controllers_back_are_destroyed_and_others_left_alone() 
     ] {
         let t0 = Instant::now();
         rogue_link(&stack, out, inp);
-        wait_links(&stack, &dj_base(), &["rogue", "bystander"])
+        wait_links(&stack, &program_links(), &["rogue", "bystander"])
             .unwrap_or_else(|e| panic!("{out} -> {inp} not destroyed: {e}"));
         times.push(t0.elapsed());
         let st = status(&stack);
@@ -97,7 +64,7 @@ fn links_made_behind_the_controllers_back_are_destroyed_and_others_left_alone() 
     rogue_link(&stack, "rogue:output_AUX0", "bystander:input_AUX1");
     // A later rogue link proves the controller has processed the registry past that link.
     rogue_link(&stack, "rogue:output_AUX1", "usbstreamer-out:playback_AUX1");
-    let mut want = dj_base();
+    let mut want = program_links();
     want.extend(pairs(&[("rogue:output_AUX0", "bystander:input_AUX1")]));
     wait_links(&stack, &want, &["rogue", "bystander"]).unwrap();
 }
@@ -141,7 +108,7 @@ fn kill_9_keeps_links_and_audio_and_a_restart_adopts_without_duplicates() {
     let mut ctl = controller(&stack, &format!("{BASE_CONFIG}{APPS}"), "controller");
     let p = proxy(&stack).unwrap();
     assert!(p.set_mode("dj").unwrap().ready);
-    let want = with_mixxx(dj_base());
+    let want = with_mixxx(program_links());
     wait_links(&stack, &want, &["Mixxx"]).unwrap();
     let before = link_ids(&stack);
 
@@ -233,7 +200,7 @@ fn pipewire_restart_reconnects_and_converges_without_duplicates() {
     let _ctl = controller(&stack, BASE_CONFIG, "controller");
     let p = proxy(&stack).unwrap();
     assert!(p.set_mode("dj").unwrap().ready);
-    wait_links(&stack, &dj_base(), &[]).unwrap();
+    wait_links(&stack, &program_links(), &[]).unwrap();
 
     let pid = stack_pipewire_pid(&stack).expect("the stack's pipewire");
     std::process::Command::new("kill")
@@ -277,7 +244,7 @@ fn pipewire_restart_reconnects_and_converges_without_duplicates() {
         .wait_for_port("mugge-headphones", "monitor_FR", T)
         .unwrap();
     let _fc2 = filter_chain(&stack);
-    let g = wait_links(&stack, &dj_base(), &[]).unwrap();
+    let g = wait_links(&stack, &program_links(), &[]).unwrap();
     let mut seen = std::collections::HashSet::new();
     for l in &g.links {
         assert!(

@@ -193,6 +193,42 @@ pub fn speakers() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The links every playing mode has with the stand-in chain: speakers, program -> filter-chain,
+/// headphones -> hardware channels 5-6 (DJ and Measurement exactly; Live adds the in-ears).
+pub fn program_links() -> Vec<(String, String)> {
+    let mut v = speakers();
+    v.extend(pairs(&[
+        (
+            "mugge-program:monitor_FL",
+            "mugge-filters-in.main:playback_FL",
+        ),
+        (
+            "mugge-program:monitor_FR",
+            "mugge-filters-in.main:playback_FR",
+        ),
+        (
+            "mugge-headphones:monitor_FL",
+            "usbstreamer-out:playback_AUX4",
+        ),
+        (
+            "mugge-headphones:monitor_FR",
+            "usbstreamer-out:playback_AUX5",
+        ),
+    ]));
+    v
+}
+
+/// `v` plus the DJ application's routes (Mixxx 1-2 -> program, 3-4 -> headphones).
+pub fn with_mixxx(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
+    v.extend(pairs(&[
+        ("Mixxx:output_AUX0", "mugge-program:playback_FL"),
+        ("Mixxx:output_AUX1", "mugge-program:playback_FR"),
+        ("Mixxx:output_AUX2", "mugge-headphones:playback_FL"),
+        ("Mixxx:output_AUX3", "mugge-headphones:playback_FR"),
+    ]));
+    v
+}
+
 /// Waits until the managed links equal `want` exactly; returns the graph.
 pub fn wait_links(stack: &Stack, want: &[(String, String)], extra: &[&str]) -> Result<Graph> {
     let mut want = want.to_vec();
