@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let proxy = client::connect()?;
     if let Some(m) = args.reset_clip {
         proxy.reset_clip(&m).map_err(client::explain)?;
-        println!("clip latches of {m} reset");
+        outln!("clip latches of {m} reset");
         return Ok(());
     }
     let meters = [METER_PROGRAM, METER_HW_OUT, METER_HW_IN];
@@ -64,8 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         for m in meters {
             match proxy.get_levels(m) {
-                Ok(l) if args.json => println!("{}", serde_json::json!({"meter": m, "levels": l})),
-                Ok(l) => print!("{}", render(m, &l)),
+                Ok(l) if args.json => outln!("{}", serde_json::json!({"meter": m, "levels": l})),
+                Ok(l) => out!("{}", render(m, &l)),
                 Err(e) => eprintln!("{m}: {}", client::explain(e)),
             }
         }
@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for sig in proxy.receive_levels_signal()? {
         let a = sig.args()?;
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"meter": a.meter, "levels": a.levels})
             );
@@ -90,9 +90,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         latest.insert(a.meter.to_string(), a.levels);
         // Redraw in place.
-        print!("\x1b[H\x1b[2J");
+        out!("\x1b[H\x1b[2J");
         for (m, l) in &latest {
-            print!("{}", render(m, l));
+            out!("{}", render(m, l));
         }
     }
     Ok(())
