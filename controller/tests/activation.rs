@@ -295,12 +295,20 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
         assert!(pk < SILENT, "channel {} after abort: {} dB", n + 1, db(pk));
     }
 
-    // A restarted controller adopts the running chain (one chain, same process).
+    // A controller killed (SIGKILL) and restarted adopts the running chain (one chain, same
+    // process) and reads the gain it plays at back from its controls.
+    p.unmute().expect("unmute");
     let before = chain(&p);
-    drop(ctl);
+    assert_eq!(before["gain_factor"], 1.0);
+    drop(ctl); // SIGKILL
     let _ctl = spawn_controller(&stack, &stack.root().join("controller.toml"), "controller2");
     let p = proxy(&stack).unwrap();
     wait("adoption", || chain(&p)["set"] == before["set"]);
+    let f = chain(&p)["gain_factor"].as_f64();
+    assert!(
+        f.is_some_and(|f| (f - 1.0).abs() < 1e-4),
+        "adopted chain's gain read back: {f:?}"
+    );
     let st: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
     let chains = st["status"]["chains"].as_array().unwrap().clone();
     assert_eq!(chains.len(), 1, "{chains:?}");
@@ -606,6 +614,13 @@ fn controller_killed_during_a_reload_converges_to_one_chain_on_restart() {
     let left = chains(&p);
     assert_eq!(left[0]["tag"], "b", "the newer chain is kept: {left:?}");
     assert_eq!(chain(&p)["tag"], "b");
+    // It plays at the gain the cut crossfade had reached: read back, neither 0 nor 1.
+    let f = chain(&p)["gain_factor"].as_f64();
+    eprintln!("kept chain's gain read back after the restart: {f:?}");
+    assert!(
+        f.is_some_and(|f| f > 0.01 && f < 0.99),
+        "mid-crossfade gain read back: {f:?}"
+    );
     // Its links: the speakers are fed by the kept chain only.
     let g = stack.dump().unwrap();
     for l in &g.links {

@@ -205,6 +205,19 @@ pub fn gain_controls(trims: &[(u32, f32)], factor: f32) -> Vec<(String, f32)> {
         .collect()
 }
 
+/// The factor of the trims a chain plays at, from its `ch<N>_gain:Mult` controls as read
+/// back: the largest control/trim ratio over the speaker channels (a ramp down from it never
+/// rises, a ramp up from it never jumps). `None` when a speaker channel's control is missing.
+pub fn factor_of(controls: &[(String, f32)], trims: &[(u32, f32)]) -> Option<f32> {
+    let mut factor: Option<f32> = None;
+    for (ch, trim) in trims {
+        let v = controls.iter().find(|c| c.0 == gain_control(*ch))?.1;
+        let f = if *trim > 0.0 { v / trim } else { 0.0 };
+        factor = Some(factor.map_or(f, |x| x.max(f)));
+    }
+    factor.map(|f| f.max(0.0))
+}
+
 /// The set's config with every `ch<N>_gain` Mult at 0.
 pub fn muted_config(text: &str) -> String {
     text.lines()
@@ -386,6 +399,18 @@ pub fn exited(r: &mut Running) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_factor_is_read_back_from_the_gain_controls() {
+        let trims = [(1, 0.5), (2, 0.25)];
+        let c = |a: f32, b: f32| vec![(gain_control(1), a), (gain_control(2), b)];
+        assert_eq!(factor_of(&c(0.25, 0.125), &trims), Some(0.5));
+        assert_eq!(factor_of(&c(0.0, 0.0), &trims), Some(0.0));
+        // Unequal ratios: the larger one.
+        assert_eq!(factor_of(&c(0.5, 0.0), &trims), Some(1.0));
+        assert_eq!(factor_of(&[(gain_control(1), 0.5)], &trims), None);
+        assert_eq!(factor_of(&[], &[]), None);
+    }
 
     #[test]
     fn ramps_are_monotonic_equal_steps_ending_exactly_on_target() {

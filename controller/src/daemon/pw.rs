@@ -39,6 +39,12 @@ pub enum Command {
     /// Subscribe to (true) or drop (false) the meters' Props: snapshots cost a wake-up each
     /// (~30 Hz per meter), so they flow only while someone reads levels over D-Bus.
     WantLevels(bool),
+    /// Reads a node's numeric Props controls (`ch<N>_gain:Mult`, ...): what a chain left
+    /// running by a previous controller plays at.
+    ReadControls {
+        node: String,
+        reply: std::sync::mpsc::Sender<Result<Vec<(String, f32)>, String>>,
+    },
     /// Internal: drop idle meter proxies outside their own callbacks.
     UnbindIdleMeters,
     Quit,
@@ -50,6 +56,8 @@ pub enum Command {
         reply: Option<std::sync::mpsc::Sender<Result<(), String>>>,
     },
 }
+
+type ControlsReply = std::sync::mpsc::Sender<Result<Vec<(String, f32)>, String>>;
 
 pub struct PwHandle {
     pub commands: pw::channel::Sender<Command>,
@@ -117,6 +125,10 @@ struct Engine {
     status_tx: async_channel::Sender<Status>,
     levels_tx: async_channel::Sender<(String, Levels)>,
     levels_wanted: bool,
+    /// ReadControls waiting for a node's Props param.
+    controls_wanted: HashMap<u32, (Vec<(String, f32)>, ControlsReply)>,
+    /// The core sync that ends each ReadControls (node id).
+    controls_sync: Vec<(pw::spa::utils::result::AsyncSeq, u32)>,
     /// Our own command channel, for work deferred to the next loop turn.
     commands: Option<pw::channel::Sender<Command>>,
     last_status: Option<Status>,
@@ -152,6 +164,8 @@ fn run(
             levels_tx,
             levels_wanted: false,
             commands: Some(own),
+            controls_wanted: HashMap::new(),
+            controls_sync: Vec::new(),
             last_status: None,
             link_seen_at: HashMap::new(),
             stats: Stats::default(),
@@ -194,6 +208,9 @@ fn run(
                 let _ = reply.try_send(engine.borrow().reset_clip(&meter));
             }
             Command::WantLevels(want) => engine.borrow_mut().want_levels(want),
+            Command::ReadControls { node, reply } => {
+                engine.borrow_mut().read_controls(&node, reply)
+            }
             Command::UnbindIdleMeters => engine.borrow_mut().unbind_idle_meters(),
             Command::Quit => {
                 quit.set(true);
@@ -244,11 +261,18 @@ fn connect(
         .done({
             let engine = Rc::downgrade(engine);
             move |id, seq| {
-                if id == pw::core::PW_ID_CORE && seq == pending {
-                    if let Some(e) = engine.upgrade() {
-                        let mut e = e.borrow_mut();
-                        e.synced = true;
-                        e.step();
+                if id != pw::core::PW_ID_CORE {
+                    return;
+                }
+                let Some(e) = engine.upgrade() else { return };
+                let mut e = e.borrow_mut();
+                if seq == pending {
+                    e.synced = true;
+                    e.step();
+                } else if let Some(k) = e.controls_sync.iter().position(|(s, _)| *s == seq) {
+                    let (_, node) = e.controls_sync.remove(k);
+                    if let Some((controls, reply)) = e.controls_wanted.remove(&node) {
+                        let _ = reply.send(Ok(controls));
                     }
                 }
             }
@@ -475,7 +499,21 @@ impl Engine {
                 }
             })
         } else {
-            builder
+            // Answers to ReadControls (enum_params Props).
+            let weak = self.weak.clone();
+            builder.param(move |_seq, _id, _index, _next, pod| {
+                let Some(e) = weak.upgrade() else { return };
+                let Ok(mut e) = e.try_borrow_mut() else {
+                    return;
+                };
+                // A node can have several Props params (the adapter's, the filter graph's):
+                // collected until the core's answer to the sync sent after the request.
+                if let Some((controls, _)) = e.controls_wanted.get_mut(&id) {
+                    if let Some(p) = pod {
+                        controls.extend(super::props::parse_controls(p.as_bytes()));
+                    }
+                }
+            })
         };
         let commands = self.commands.clone();
         let listener = builder
@@ -550,6 +588,36 @@ impl Engine {
                 .map(|n| n.name.clone())
                 .unwrap_or_default();
             self.bind_node(&g, &name);
+        }
+    }
+
+    fn read_controls(
+        &mut self,
+        node: &str,
+        reply: std::sync::mpsc::Sender<Result<Vec<(String, f32)>, String>>,
+    ) {
+        let found = (|| {
+            let conn = self.conn.as_ref().ok_or("not connected to PipeWire")?;
+            let n = self
+                .graph
+                .node_named(node)
+                .ok_or_else(|| format!("node {node} is not in the graph"))?;
+            let (proxy, _) = conn
+                .nodes
+                .get(&n.id)
+                .ok_or_else(|| format!("node {node} is not bound"))?;
+            proxy.enum_params(0, Some(pw::spa::param::ParamType::Props), 0, u32::MAX);
+            let seq = conn.core.sync(0).map_err(|e| e.to_string())?;
+            Ok::<_, String>((n.id, seq))
+        })();
+        match found {
+            Ok((id, seq)) => {
+                self.controls_wanted.insert(id, (Vec::new(), reply));
+                self.controls_sync.push((seq, id));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
     }
 

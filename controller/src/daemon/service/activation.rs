@@ -151,6 +151,22 @@ impl Controller {
             .map_err(|_| "the PipeWire thread did not answer".to_string())?
     }
 
+    /// The chain's numeric controls (`ch<N>_gain:Mult`, ...) from its node's Props.
+    fn read_controls(&self, tag: &str) -> Result<Vec<(String, f32)>, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cmd = Command::ReadControls {
+            node: routing::filters_in(tag),
+            reply: tx,
+        };
+        self.commands
+            .lock()
+            .unwrap()
+            .send(cmd)
+            .map_err(|_| "the PipeWire thread is gone".to_string())?;
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| "the node did not answer".to_string())?
+    }
+
     /// Crossfade step: the active chain at `old` and the parallel one at `new` (factors).
     fn set_pair(&self, old: f32, new: f32) -> Result<(), String> {
         let (a, p) = {
@@ -564,12 +580,22 @@ impl Controller {
             let manifest = self.manifest_of(&c.set);
             let trims = manifest.as_ref().map(chain::trims).unwrap_or_default();
             let topology = manifest.as_ref().map(|m| self.topology_of(m));
+            // The gain it plays at, read back from its controls: status, the next ramp and
+            // the next crossfade start from the truth.
+            let factor = match self.read_controls(&c.tag) {
+                Ok(controls) => chain::factor_of(&controls, &trims),
+                Err(e) => {
+                    tracing::warn!("cannot read the gain of chain {}: {e}", c.tag);
+                    None
+                }
+            };
+            tracing::info!("chain {} plays at {factor:?} of its trims", c.tag);
             self.chain.lock().unwrap().active = Some(Active {
                 tag: c.tag.clone(),
                 set: c.set.clone(),
                 profile: c.profile.clone(),
                 trims,
-                factor: None,
+                factor,
                 running: None,
                 topology,
             });
