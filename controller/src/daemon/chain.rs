@@ -39,6 +39,14 @@ pub struct ActivationConfig {
     /// ReloadFilters: equal-gain crossfade from the old chain to the new one.
     pub crossfade_ms: u64,
     pub crossfade_steps: u32,
+    /// Mic interlock during a ramp up: with a limit set, `umik1-in` gets a meter
+    /// (`mugge-meter-mic`), and while it is linked a ramp stops and mutes when the mic's peak
+    /// exceeds this many dB SPL or its signal vanishes. None: no interlock.
+    pub mic_spl_limit_db: Option<f64>,
+    /// The mic's reading in dBFS for 94 dB SPL (its calibration): SPL = dBFS - this + 94.
+    pub mic_dbfs_at_94_db_spl: f64,
+    /// A mic peak at or below this (dBFS) is a vanished signal (digital silence).
+    pub mic_silence_dbfs: f64,
 }
 
 impl Default for ActivationConfig {
@@ -53,6 +61,9 @@ impl Default for ActivationConfig {
             chain_timeout_ms: 10_000,
             crossfade_ms: 200,
             crossfade_steps: 20,
+            mic_spl_limit_db: None,
+            mic_dbfs_at_94_db_spl: -18.0,
+            mic_silence_dbfs: -100.0,
         }
     }
 }
@@ -67,6 +78,20 @@ impl ActivationConfig {
         }
         if self.ramp_ms > 60_000 || self.mute_ms > 1000 {
             return Err("activation.ramp_ms must be <= 60000 and mute_ms <= 1000".into());
+        }
+        if self
+            .mic_spl_limit_db
+            .is_some_and(|l| !(40.0..=140.0).contains(&l))
+        {
+            return Err("activation.mic_spl_limit_db must be 40..=140 dB SPL".into());
+        }
+        if !(-80.0..=0.0).contains(&self.mic_dbfs_at_94_db_spl)
+            || !(-200.0..=-40.0).contains(&self.mic_silence_dbfs)
+        {
+            return Err(
+                "activation.mic_dbfs_at_94_db_spl must be -80..=0 and mic_silence_dbfs -200..=-40"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -17,6 +17,8 @@ pub const INEARS: &str = "mugge-inears";
 pub const METER_PROGRAM: &str = "mugge-meter-program";
 pub const METER_HW_OUT: &str = "mugge-meter-hw-out";
 pub const METER_HW_IN: &str = "mugge-meter-hw-in";
+/// The measurement mic's meter: exists only while the activation's mic interlock is configured.
+pub const METER_MIC: &str = "mugge-meter-mic";
 pub const SIGGEN: &str = "mugge-siggen";
 pub const TAP_PREFIX: &str = "mugge-tap-";
 pub const FILTERS_IN_PREFIX: &str = "mugge-filters-in.";
@@ -31,8 +33,10 @@ pub fn filters_out(tag: &str) -> String {
 
 /// Names of nodes the controller itself creates through the adapter factory.
 pub fn is_plugin_node(name: &str) -> bool {
-    matches!(name, METER_PROGRAM | METER_HW_OUT | METER_HW_IN | SIGGEN)
-        || name.starts_with(TAP_PREFIX)
+    matches!(
+        name,
+        METER_PROGRAM | METER_HW_OUT | METER_HW_IN | METER_MIC | SIGGEN
+    ) || name.starts_with(TAP_PREFIX)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ use super::routing::{self, Mode, Table, TableInput};
 use super::status::Status;
 
 mod activation;
+mod interlock;
 
 pub const BUS_NAME: &str = "org.mugge.Controller";
 pub const OBJECT_PATH: &str = "/org/mugge/Controller";
@@ -61,6 +62,8 @@ struct Shared {
     taps: Vec<(String, u32)>,
     /// Latest snapshot per meter node.
     levels: BTreeMap<String, Levels>,
+    /// When each meter's latest snapshot arrived (a stale one means the meter is gone).
+    levels_at: BTreeMap<String, Instant>,
     /// Meters' Props are subscribed until then (a lease renewed by readers).
     levels_until: Option<Instant>,
     apps: BTreeMap<Mode, Child>,
@@ -119,6 +122,7 @@ impl Controller {
                 settled: (0, false),
                 taps: Vec::new(),
                 levels: BTreeMap::new(),
+                levels_at: BTreeMap::new(),
                 levels_until: None,
                 apps: BTreeMap::new(),
                 app_notes: Vec::new(),
@@ -147,7 +151,7 @@ impl Controller {
             require_plugins: self.config.require_plugins,
         };
         routing::table(&inp)
-            .map(|t| self.with_parallel(t))
+            .map(|t| self.with_mic_meter(self.with_parallel(t)))
             .map_err(|e| match e {
                 routing::TableError::NoInears(_) => Error::Refused(e.to_string()),
                 _ => Error::InvalidArgs(e.to_string()),
@@ -631,7 +635,10 @@ impl Controller {
 
 fn check_meter(meter: &str) -> Result<(), Error> {
     match meter {
-        routing::METER_PROGRAM | routing::METER_HW_OUT | routing::METER_HW_IN => Ok(()),
+        routing::METER_PROGRAM
+        | routing::METER_HW_OUT
+        | routing::METER_HW_IN
+        | routing::METER_MIC => Ok(()),
         _ => Err(Error::InvalidArgs(format!(
             "unknown meter '{meter}': expected one of {}, {}, {}",
             routing::METER_PROGRAM,
@@ -691,28 +698,25 @@ pub async fn pump_levels(
             Ev::Snapshot(Some(x)) => x,
             Ev::LeaseChanged => continue,
             Ev::Expired => {
-                let expired = {
-                    let mut sh = shared.lock().unwrap();
-                    let expired = sh.levels_until.is_some_and(|t| t <= Instant::now());
-                    if expired {
-                        // Nobody reads: stop the snapshots, forget stale ones.
-                        sh.levels_until = None;
-                        sh.levels.clear();
-                    }
-                    expired
-                };
-                if expired {
-                    let c = iface.get().await;
+                let c = iface.get().await;
+                let mut sh = shared.lock().unwrap();
+                if sh.levels_until.is_some_and(|t| t <= Instant::now()) {
+                    // Nobody reads: stop the snapshots, forget stale ones. Sent under the
+                    // lease's lock: a reader renewing now sends its WantLevels(true) after this
+                    // one, never before (which would leave a lease without snapshots).
+                    sh.levels_until = None;
+                    sh.levels.clear();
+                    sh.levels_at.clear();
                     let _ = c.commands.lock().unwrap().send(Command::WantLevels(false));
                 }
                 continue;
             }
         };
-        shared
-            .lock()
-            .unwrap()
-            .levels
-            .insert(meter.clone(), levels.clone());
+        {
+            let mut sh = shared.lock().unwrap();
+            sh.levels.insert(meter.clone(), levels.clone());
+            sh.levels_at.insert(meter.clone(), Instant::now());
+        }
         let now = Instant::now();
         if last
             .get(&meter)

@@ -326,21 +326,57 @@ impl Controller {
             from => chain::ramp(from.unwrap_or(0.0), to, steps),
         };
         let dt = total / factors.len() as u32;
+        // Rising: the mic interlock (if a measurement mic is linked) judges every step before
+        // the next one rises, and the last one after one more step's time.
+        let guard = if to > from.unwrap_or(0.0) {
+            match self.mic_guard(total).await {
+                Ok(g) => g,
+                Err(why) => return Err(self.interlocked(why, 0, em).await),
+            }
+        } else {
+            None
+        };
         let start = Instant::now();
+        let mut pct = 0;
         for (k, f) in factors.iter().enumerate() {
             if self.abort.load(Ordering::SeqCst) {
                 return Err(self.aborted());
             }
+            if let Some(g) = guard.as_ref().filter(|_| k > 0) {
+                if let Err(why) = self.mic_check(g) {
+                    return Err(self.interlocked(why, pct, em).await);
+                }
+            }
             self.set_factor(*f).map_err(Error::NotReady)?;
+            pct = ((k + 1) * 100 / factors.len()) as u32;
             if let Some(em) = em {
-                let pct = ((k + 1) * 100 / factors.len()) as u32;
                 let _ = Self::activation_progress(em, phase, pct).await;
             }
-            if k + 1 < factors.len() {
+            if k + 1 < factors.len() || guard.is_some() {
                 async_io::Timer::at(start + dt * (k as u32 + 1)).await;
             }
         }
+        if let Some(g) = guard.as_ref() {
+            if let Err(why) = self.mic_check(g) {
+                return Err(self.interlocked(why, pct, em).await);
+            }
+        }
         Ok(())
+    }
+
+    /// The mic interlock tripped: mute everything, say so (signal and answer).
+    async fn interlocked(&self, why: String, pct: u32, em: Option<&SignalEmitter<'_>>) -> Error {
+        let muted = self.set_factor(0.0);
+        tracing::warn!("mic interlock: {why}; muting");
+        if let Some(em) = em {
+            let _ = Self::activation_progress(em, "mic-interlock", pct).await;
+        }
+        Error::Refused(match muted {
+            Ok(()) => {
+                format!("ramp stopped by the mic interlock: {why}; all speaker outputs muted")
+            }
+            Err(e) => format!("ramp stopped by the mic interlock: {why}; muting failed: {e}"),
+        })
     }
 
     fn aborted(&self) -> Error {
