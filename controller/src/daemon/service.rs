@@ -473,6 +473,9 @@ impl Controller {
     /// Resets every channel's clip latch of a meter.
     async fn reset_clip(&self, meter: &str) -> Result<(), Error> {
         check_meter(meter)?;
+        // Idle meters are not bound: a short lease binds them, ahead of the reset in the
+        // PipeWire thread's queue.
+        self.watch_levels_for(Duration::from_secs(1));
         let (tx, rx) = async_channel::bounded(1);
         let cmd = Command::ResetClip {
             meter: meter.to_string(),
