@@ -185,7 +185,7 @@ fn cli_tap_writes_a_wav_and_meters_print_a_known_tone() {
             "--channels",
             "2",
             "--seconds",
-            "1.5",
+            "2.5",
         ])
         .arg("--out")
         .arg(&wav)
