@@ -376,6 +376,9 @@ impl Engine {
                         name: props.get("port.name").unwrap_or("").to_string(),
                     },
                 );
+                // PipeWire reuses global ids: a link that failed against a port that has gone
+                // (its error can arrive after the removal) must not block the new port's link.
+                self.failed_links.retain(|(o, i), _| *o != id && *i != id);
                 self.step();
             }
             ObjectType::Link => {
