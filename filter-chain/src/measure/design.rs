@@ -682,4 +682,210 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_corrected_set_carries_corrections_delays_and_trims_and_passes_the_gates() {
+        let rig = rig();
+        let results = vec![
+            measured(&rig, 1, -20.0, 10.0, &modes),
+            measured(&rig, 2, -22.0, 10.5, &modes),
+            measured(&rig, 3, -18.0, 12.0, &modes),
+            measured(&rig, 4, -19.0, 11.0, &|_| 0.0),
+        ];
+        let d = design(&rig, &results, &DesignOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let profile = conf().join("profiles/2way-80hz-sealed-subs.toml");
+        let (out, m) = write_corrected_set(&profile, &d, dir.path(), "b").unwrap();
+        assert!(out.starts_with(dir.path()));
+        assert_eq!(m.profile_name, rig.profile.name);
+        // The set on disk re-checks: hashes, every gate on the stored taps, no IIR.
+        let (back, reports) = crate::set::verify(&out).unwrap();
+        assert_eq!(
+            (back.set_id, back.profile),
+            (m.set_id.clone(), m.profile.clone())
+        );
+        assert_eq!(reports.len(), 4);
+        let conf_text = std::fs::read_to_string(out.join(crate::set::CONFIG)).unwrap();
+        for c in &d.channels {
+            let mc = m.channels.iter().find(|x| x.channel == c.channel).unwrap();
+            assert!((mc.delay_ms - c.delay_ms).abs() < 1e-3);
+            assert!((mc.trim_db - c.trim_db).abs() < 1e-3);
+            // The chain applies them: the config's controls are the manifest's.
+            let mult = format!("{:.9}", 10f64.powf(mc.trim_db / 20.0));
+            assert!(
+                conf_text.contains(&format!(
+                    "name = ch{}_gain label = linear control = {{ \"Mult\" = {mult}",
+                    c.channel
+                )),
+                "channel {} Mult {mult}",
+                c.channel
+            );
+            if mc.delay_samples > 0 {
+                let s = crate::config::delay_control_s(mc.delay_samples, m.sample_rate);
+                assert!(conf_text.contains(&format!(
+                    "name = ch{}_delay label = delay config = {{ \"max-delay\" = 0.2 }} control = {{ \"Delay (s)\" = {s:.9}",
+                    c.channel
+                )));
+            }
+        }
+        // Different from the profile's own: channel 3 was the latest (no delay), now the tops
+        // wait 4.5 ms in total, and the sub is trimmed.
+        assert_eq!(
+            m.channels[0].delay_samples,
+            (0.0045f64 * 48_000.0).round() as u32
+        );
+        assert!(m.channels[2].trim_db < -4.0);
+        assert_eq!(m.profile.target.operating_spl_db, Some(85.0));
+
+        // The filter really carries the cut: the sub's 45 Hz mode is down against the same
+        // channel of the profile's own set.
+        let plain = dir.path().join("plain");
+        let text = std::fs::read_to_string(&profile).unwrap();
+        crate::set::write_set(&rig, &text, &plain, "a", None, &|_| {}).unwrap();
+        let mag = |dir: &Path, f: f64| {
+            let (taps, _) = crate::set::read_wav(&dir.join("ch3.wav")).unwrap();
+            let t: Vec<f64> = taps.iter().map(|&v| f64::from(v)).collect();
+            let w = vec![1.0; t.len()];
+            db(crate::measure::spectrum::dtft_at(&t, 0, &w, f, 48_000.0).norm())
+        };
+        let cut = mag(&out, 45.0) - mag(&plain, 45.0);
+        let want = db(d.channels[2].correction.gain_at(45.0))
+            + TargetCurve::new(&m.profile.target, 48_000.0).db(45.0)
+            - TargetCurve::new(&rig.profile.target, 48_000.0).db(45.0);
+        assert!((cut - want).abs() < 0.3, "{cut} vs {want}");
+    }
+
+    #[test]
+    fn bad_input_is_refused_and_writes_nothing() {
+        let rig = rig();
+        let ok = vec![measured(&rig, 1, -20.0, 10.0, &modes)];
+        assert!(design(&rig, &[], &DesignOptions::default()).is_err());
+        let twice = vec![ok[0].clone(), ok[0].clone()];
+        assert!(design(&rig, &twice, &DesignOptions::default()).is_err());
+        let mut monitor = ok[0].clone();
+        monitor.channel = 5;
+        let e = design(&rig, &[monitor], &DesignOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("channel 5"), "{e}");
+        let bad = DesignOptions {
+            operating_spl_db: f64::NAN,
+            ..DesignOptions::default()
+        };
+        assert!(design(&rig, &ok, &bad).is_err());
+
+        // A boosting curve or an out-of-range delay: refused, nothing under the sets dir.
+        let dir = tempfile::tempdir().unwrap();
+        let profile = conf().join("profiles/2way-80hz-sealed-subs.toml");
+        let mut d = design(&rig, &ok, &DesignOptions::default()).unwrap();
+        d.channels[0].correction.points[10].1 = 1.5;
+        assert!(write_corrected_set(&profile, &d, dir.path(), "b").is_err());
+        let mut d = design(&rig, &ok, &DesignOptions::default()).unwrap();
+        d.channels[0].delay_ms = 250.0;
+        let e = write_corrected_set(&profile, &d, dir.path(), "b").unwrap_err();
+        assert!(e.to_string().contains("delay_ms"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// The measurement through the corrected set, computed: the same room, the new target,
+    /// the correction and the new trim.
+    fn after(rig: &Rig, d: &RoomDesign, before: &[ChannelResult]) -> Vec<ChannelResult> {
+        let t_old = TargetCurve::new(&rig.profile.target, 48_000.0);
+        let t_new = TargetCurve::new(&new_target(&rig.profile.target, &d.options), 48_000.0);
+        before
+            .iter()
+            .map(|r| {
+                let c = d
+                    .channels
+                    .iter()
+                    .find(|c| c.channel as usize == r.channel)
+                    .unwrap();
+                let sp = rig
+                    .profile
+                    .speakers
+                    .iter()
+                    .find(|s| s.channel == c.channel)
+                    .unwrap();
+                let mut a = r.clone();
+                for (f, v) in a.response.freqs.iter().zip(a.response.db.iter_mut()) {
+                    *v += t_new.db(*f) - t_old.db(*f)
+                        + db(c.correction.gain_at(*f))
+                        + (c.trim_db - sp.trim_db);
+                }
+                a
+            })
+            .collect()
+    }
+
+    fn rig_results(rig: &Rig) -> Vec<ChannelResult> {
+        vec![
+            measured(rig, 1, -20.0, 10.0, &modes),
+            measured(rig, 2, -22.0, 10.5, &|f| bump(f, 70.0, 5.0, 0.2)),
+            measured(rig, 3, -18.0, 12.0, &modes),
+            measured(rig, 4, -19.0, 11.0, &|f| {
+                bump(f, 32.0, 12.0, 0.1) + bump(f, 60.0, -10.0, 0.1)
+            }),
+        ]
+    }
+
+    #[test]
+    fn verify_passes_the_corrected_room_and_catches_boosts_and_deviations() {
+        let rig = rig();
+        let before = rig_results(&rig);
+        let d = design(&rig, &before, &DesignOptions::default()).unwrap();
+        let ok = verify(&d, &after(&rig, &d, &before));
+        for c in &ok.channels {
+            assert!(
+                c.pass && !c.boosted && c.max_abs_db <= 1.5,
+                "channel {}: {:?}",
+                c.channel,
+                c.bands
+            );
+            // Every channel has reachable bands to judge, and nulls are not among them.
+            assert!(c.bands.iter().filter(|b| b.reachable).count() >= 3);
+        }
+        assert!(ok.pass);
+        let ch4 = &ok.channels[3];
+        let null = ch4
+            .bands
+            .iter()
+            .find(|b| (b.lo_hz..b.hi_hz).contains(&60.0))
+            .unwrap();
+        assert!(!null.reachable && null.deviation_db < -3.0, "{null:?}");
+        // Uncorrected, the same room fails: the modes stand out.
+        let raw = verify(&d, &before);
+        assert!(!raw.pass);
+        assert!(raw.channels[2].max_abs_db > 3.0, "{:?}", raw.channels[2]);
+
+        // A boost anywhere in a correction fails its channel, whatever was measured.
+        let mut boosted = d.clone();
+        boosted.channels[1].correction.points[40].1 = 1.2;
+        let r = verify(&boosted, &after(&rig, &d, &before));
+        assert!(r.channels[1].boosted && !r.channels[1].pass && !r.pass);
+        assert!(r.channels[0].pass);
+
+        // A 3 dB deviation in one band (a speaker moved, a driver failing) is found there.
+        let mut moved = after(&rig, &d, &before);
+        let r0 = &mut moved[0].response;
+        for (f, v) in r0.freqs.iter().zip(r0.db.iter_mut()) {
+            if (150.0..250.0).contains(f) {
+                *v += 3.0;
+            }
+        }
+        let r = verify(&d, &moved);
+        assert!(!r.channels[0].pass && !r.pass);
+        let worst = r.channels[0]
+            .bands
+            .iter()
+            .filter(|b| b.reachable)
+            .max_by(|a, b| a.deviation_db.abs().total_cmp(&b.deviation_db.abs()))
+            .unwrap();
+        assert!(
+            (150.0..250.0).contains(&((worst.lo_hz * worst.hi_hz).sqrt())),
+            "{worst:?}"
+        );
+        assert!(worst.deviation_db > 2.0);
+
+        // A channel that was not measured again fails.
+        let r = verify(&d, &after(&rig, &d, &before)[..3]);
+        assert!(!r.channels[3].pass && !r.pass);
+    }
 }
