@@ -11,14 +11,19 @@
 //! the channel's target: its crossover band x protection high-pass x `T_new`, at the channel's
 //! own level; trims then bring every channel to the quietest one's level.
 
+use super::arrival::arrival;
 use super::correction::{CorrectionCurve, CorrectionParams};
+use super::deconvolve::ImpulseResponse;
 use super::record::ChannelResult;
 use super::response::{log_frequencies, smooth, Response};
+use super::spectrum;
 use super::MeasureError;
+use crate::generate::generate;
 use crate::profile::Target;
 use crate::response::{crossover_band, lr_highpass, protection_hpf, TargetCurve};
 use crate::set::{Manifest, SetError};
 use crate::validate::{check_rig, Problems, Rig};
+use realfft::num_complex::Complex64;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -98,9 +103,14 @@ pub struct ChannelTarget {
     /// The measurement as it will be after deployment without the correction (smoothed), dB:
     /// the "before" of a before/after comparison.
     pub before: Response,
-    /// The channel's level (median of measurement - target over its reference band) before its
-    /// trim, dB.
+    /// The channel's level (see `robust_level`: measurement - target over its reference band)
+    /// before its new trim, dB.
     pub level_db: f64,
+    /// Measured arrival (peak) at the listening position, seconds.
+    pub arrival_s: f64,
+    /// The arrival the alignment used, seconds on a time base common to the measured channels
+    /// (see `band_lag_s`, `acoustic_arrival_s`).
+    pub alignment_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +181,202 @@ fn new_target(t: &Target, opts: &DesignOptions) -> Target {
     }
 }
 
+/// Regularisation of the division by the played filter, dB under its largest bin: where the
+/// filter is deeper (a sub's stopband) the measurement is noise and must not be amplified.
+const UNFILTER_FLOOR_DB: f64 = 30.0;
+
+/// The arrival of the sound at the mic without the filter it played through, seconds after the
+/// reference (loopback removed, the chain's delay included): the peak of the measured impulse
+/// response divided by the played filter's spectrum (regularised), i.e. of the speaker in the
+/// room. Used for alignment only where no crossover links two channels (see [`band_lag_s`]).
+/// Without an impulse response (synthetic results) the filter's own peak is taken off the
+/// measured arrival.
+pub fn acoustic_arrival_s(result: &ChannelResult, played_taps: &[f32], rate: f64) -> Result<f64> {
+    let Some(first) = result.positions.first() else {
+        let ir = ImpulseResponse {
+            samples: played_taps.iter().map(|&t| f64::from(t)).collect(),
+            rate,
+        };
+        return Ok(result.arrival_s - arrival(&ir, 0, ir.len() as isize)?.seconds);
+    };
+    let ir = &first.ir;
+    if played_taps.is_empty() || ir.is_empty() || ir.rate != rate {
+        return Err(DesignError::Invalid(format!(
+            "channel {}: no filter taps, no impulse response, or its rate is not {rate} Hz",
+            result.channel
+        )));
+    }
+    // The causal half: harmonic distortion sits at negative times (the end of the buffer).
+    let h = ir.causal(ir.len() / 2);
+    let n = spectrum::fft_len(h.len() + played_taps.len());
+    let taps: Vec<f64> = played_taps.iter().map(|&t| f64::from(t)).collect();
+    let (hs, fs) = (spectrum::forward(h, n), spectrum::forward(&taps, n));
+    let max = fs.iter().map(|c| c.norm_sqr()).fold(0.0, f64::max);
+    let eps = max * super::from_db(-2.0 * UNFILTER_FLOOR_DB);
+    let plant: Vec<Complex64> = hs
+        .iter()
+        .zip(&fs)
+        .map(|(y, x)| y * x.conj() / (x.norm_sqr() + eps))
+        .collect();
+    let search = (h.len() as isize).min(n as isize / 2);
+    let p = ImpulseResponse {
+        samples: spectrum::inverse(plant, n),
+        rate,
+    };
+    let raw = arrival(&p, 0, search)?.samples;
+    // The analysis took its loopback off the measured peak; the same comes off this one.
+    let measured_raw = arrival(ir, 0, (ir.len() / 2) as isize)?;
+    let loopback = measured_raw.samples - first.arrival.samples;
+    Ok((raw - loopback) / rate)
+}
+
+/// Largest lag [`band_lag_s`] considers, seconds.
+pub const MAX_LAG_S: f64 = 0.05;
+
+/// How much later channel `a` must be heard than channel `b` (negative: earlier) for the two
+/// to sum with the most energy inside `band` (Hz, a raised cosine over log frequency), from
+/// their measured impulse responses (position 1), seconds.
+///
+/// `|A e^{-jwt} + B|^2 = |A|^2 + |B|^2 + 2 Re(A B* e^{-jwt})`: summed over the band, the energy
+/// of the sum is largest at the peak of the band-limited cross-correlation. This, not the peaks
+/// of the responses, is what aligning two bands of a crossover means: a sub's response has no
+/// high frequencies to peak with and its low frequencies come late in any room (roll-off,
+/// modes), while a top's peak is its high-frequency direct sound. The measured responses
+/// include the played filters, whose phase is part of the sum.
+pub fn band_lag_s(a: &ChannelResult, b: &ChannelResult, band: (f64, f64)) -> Result<f64> {
+    let (Some(pa), Some(pb)) = (a.positions.first(), b.positions.first()) else {
+        return Err(DesignError::Invalid(format!(
+            "channels {} and {}: no impulse responses to compare",
+            a.channel, b.channel
+        )));
+    };
+    let (ia, ib) = (&pa.ir, &pb.ir);
+    let rate = ia.rate;
+    let (lo, hi) = band;
+    if ib.rate != rate || !(lo > 0.0 && hi > lo && hi < rate / 2.0) {
+        return Err(DesignError::Invalid(format!(
+            "alignment band {lo}..{hi} Hz at {rate} / {} Hz",
+            ib.rate
+        )));
+    }
+    let (ha, hb) = (ia.causal(ia.len() / 2), ib.causal(ib.len() / 2));
+    let n = spectrum::fft_len(ha.len().max(hb.len()) * 2);
+    let (sa, sb) = (spectrum::forward(ha, n), spectrum::forward(hb, n));
+    let centre = (lo * hi).sqrt();
+    let half = (hi / centre).log2();
+    let cross: Vec<Complex64> = sa
+        .iter()
+        .zip(&sb)
+        .enumerate()
+        .map(|(k, (x, y))| {
+            let f = k as f64 * rate / n as f64;
+            let u = if f > 0.0 {
+                (f / centre).log2() / half
+            } else {
+                2.0
+            };
+            let w = if u.abs() < 1.0 {
+                (std::f64::consts::FRAC_PI_2 * u).cos().powi(2)
+            } else {
+                0.0
+            };
+            x * y.conj() * w
+        })
+        .collect();
+    let r = spectrum::inverse(cross, n);
+    let max_lag = ((MAX_LAG_S * rate) as isize).min(n as isize / 2 - 1);
+    let at = |l: isize| r[l.rem_euclid(n as isize) as usize];
+    let best = (-max_lag..=max_lag)
+        .max_by(|&x, &y| at(x).total_cmp(&at(y)))
+        .unwrap_or(0);
+    if at(best) <= 0.0 {
+        return Err(DesignError::Invalid(format!(
+            "channels {} and {}: nothing in common in {lo:.0}..{hi:.0} Hz",
+            a.channel, b.channel
+        )));
+    }
+    let (y0, y1, y2) = (at(best - 1), at(best), at(best + 1));
+    let d = y0 - 2.0 * y1 + y2;
+    let frac = if d < 0.0 { 0.5 * (y0 - y2) / d } else { 0.0 };
+    // Loopback is the same for both channels of one measurement: it cancels.
+    Ok((best as f64 + frac) / rate)
+}
+
+/// The alignment band around a crossover: an octave either side.
+pub fn crossover_band_hz(fc: f64) -> (f64, f64) {
+    (fc / 2.0, fc * 2.0)
+}
+
+/// Arrivals of the measured channels on one time base, for alignment. Channels of bands `k` and
+/// `k + 1` meet at crossover `k` and are timed against one reference channel there by
+/// [`band_lag_s`]; the next crossover's reference is a channel of the band between the two, so
+/// the times chain up. Without crossovers, without impulse responses, or when a band that links
+/// two crossovers was not measured, every channel's own acoustic arrival is used.
+fn alignment_arrivals(
+    rig: &Rig,
+    results: &[ChannelResult],
+    taps_of: &dyn Fn(u32) -> Result<Vec<f32>>,
+) -> Result<Vec<f64>> {
+    let p = &rig.profile;
+    let rate = f64::from(p.sample_rate);
+    let band_of = |r: &ChannelResult| {
+        p.speakers
+            .iter()
+            .find(|s| s.channel as usize == r.channel)
+            .map(|s| s.band as usize)
+            .unwrap_or(1)
+    };
+    let bands: Vec<usize> = results.iter().map(band_of).collect();
+    let (lo_band, hi_band) = (
+        *bands.iter().min().unwrap_or(&1),
+        *bands.iter().max().unwrap_or(&1),
+    );
+    let linked = (lo_band + 1..hi_band).all(|b| bands.contains(&b));
+    let with_ir = results.iter().all(|r| !r.positions.is_empty());
+    if p.crossovers.is_empty() || !linked || !with_ir {
+        return results
+            .iter()
+            .map(|r| acoustic_arrival_s(r, &taps_of(r.channel as u32)?, rate))
+            .collect();
+    }
+    // Crossover k (0-based) lies between bands k + 1 and k + 2 (1-based); a channel of band b
+    // is timed at crossover b - 2 (band 1: crossover 0).
+    let xo = |b: usize| b.max(2) - 2;
+    let last = p.crossovers.len() - 1;
+    let mut t: Vec<Option<f64>> = vec![None; results.len()];
+    let first_k = xo(lo_band).min(last);
+    for k in first_k..=xo(hi_band).min(last) {
+        let band = crossover_band_hz(p.crossovers[k].freq_hz);
+        // The reference: a channel of band k + 2 timed already (k > first_k), else the first
+        // channel of band k + 1 or k + 2 at time 0.
+        let members: Vec<usize> = (0..results.len())
+            .filter(|&i| xo(bands[i]).min(last) == k || (bands[i] == k + 1 && k == first_k))
+            .collect();
+        let reference = (0..results.len())
+            .find(|&i| t[i].is_some() && bands[i] == k + 1)
+            .or_else(|| members.first().copied());
+        let Some(r) = reference else { continue };
+        let t_ref = t[r].unwrap_or(0.0);
+        for i in members {
+            if t[i].is_none() {
+                t[i] = Some(if i == r {
+                    t_ref
+                } else {
+                    t_ref + band_lag_s(&results[i], &results[r], band)?
+                });
+            }
+        }
+    }
+    t.into_iter()
+        .zip(results)
+        .map(|(v, r)| {
+            v.ok_or_else(|| {
+                DesignError::Invalid(format!("channel {}: not timed at any crossover", r.channel))
+            })
+        })
+        .collect()
+}
+
 /// Designs corrections, delays and trims for the measured channels of `rig`.
 pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Result<RoomDesign> {
     let p = &rig.profile;
@@ -213,6 +419,27 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
         }
     }
     let rate = f64::from(p.sample_rate);
+    // The filters the measurement played through: the profile's own set. Their peaks come off
+    // the measured arrivals before aligning: a sub's low-pass peaks ~15 ms after its onset, while
+    // the bands of a Linkwitz-Riley crossover share their phase, so aligning the peaks would put
+    // the tops that far behind the subs.
+    let played = generate(rig, None, &|_| {}).map_err(|f| {
+        DesignError::Invalid(format!(
+            "the profile's own filters fail their gates: {}",
+            f.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    let taps_of = |ch: u32| -> Result<Vec<f32>> {
+        played
+            .iter()
+            .find(|f| f.channel == ch)
+            .map(|f| f.taps.clone())
+            .ok_or_else(|| DesignError::Invalid(format!("channel {ch}: no filter")))
+    };
+    let acoustic = alignment_arrivals(rig, results, &taps_of)?;
     let t_old = TargetCurve::new(&p.target, rate);
     let t_new = TargetCurve::new(&new_target(&p.target, opts), rate);
 
@@ -224,7 +451,7 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
         target: ChannelTarget,
     }
     let mut pre = Vec::new();
-    for r in results {
+    for (r, &acoustic_s) in results.iter().zip(&acoustic) {
         let sp = p
             .speakers
             .iter()
@@ -313,7 +540,7 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
             .collect();
         pre.push(Pre {
             channel: sp.channel,
-            arrival_s: r.arrival_s,
+            arrival_s: acoustic_s,
             level_db,
             curve: CorrectionCurve { points },
             target: ChannelTarget {
@@ -327,6 +554,8 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
                         .collect(),
                 },
                 reachable,
+                arrival_s: r.arrival_s,
+                alignment_s: acoustic_s,
                 before: Response {
                     freqs: smoothed.freqs.clone(),
                     db: smoothed
@@ -658,9 +887,27 @@ mod tests {
         assert!(db(ch(1).correction.gain_at(180.0)) < -4.5);
         assert!(db(ch(1).correction.gain_at(110.0)).abs() < 1e-9);
         assert!(ch(4).max_cut_db() > -0.5, "{}", ch(4).max_cut_db());
-        // Arrivals 10, 10.5, 12, 11 ms on top of the profile's 2.5, 2.5, 0, 0: every speaker
-        // measured, so the smallest total delay is 0.
-        let want = [2.5 + 2.0, 2.5 + 1.5, 0.0, 1.0];
+        // Arrivals 10, 10.5, 12, 11 ms include the profile's delays 2.5, 2.5, 0, 0 and the
+        // played filters' own peaks (a sub's low-pass peaks late): without those peaks, each
+        // channel is delayed to the latest, and with every speaker measured the smallest total
+        // delay is 0.
+        let acoustic: Vec<f64> = [10.0, 10.5, 12.0, 11.0]
+            .iter()
+            .zip(&d.targets)
+            .map(|(a, t)| {
+                assert!((t.arrival_s * 1000.0 - a).abs() < 1e-12);
+                t.alignment_s * 1000.0
+            })
+            .collect();
+        // The sub's filter peaks late, a top's early.
+        assert!(d.targets[2].arrival_s - d.targets[2].alignment_s > 0.005);
+        assert!(d.targets[0].arrival_s - d.targets[0].alignment_s < 0.002);
+        let latest = acoustic.iter().cloned().fold(f64::MIN, f64::max);
+        let want: Vec<f64> = [2.5, 2.5, 0.0, 0.0]
+            .iter()
+            .zip(&acoustic)
+            .map(|(p, a)| p + latest - a)
+            .collect();
         let min = want.iter().cloned().fold(f64::MAX, f64::min);
         for (c, w) in d.channels.iter().zip(want) {
             assert!(
@@ -728,12 +975,18 @@ mod tests {
                 )));
             }
         }
-        // Different from the profile's own: channel 3 was the latest (no delay), now the tops
-        // wait 4.5 ms in total, and the sub is trimmed.
-        assert_eq!(
-            m.channels[0].delay_samples,
-            (0.0045f64 * 48_000.0).round() as u32
-        );
+        // Different from the profile's own: new delays, and the sub is trimmed.
+        for (mc, c) in m.channels.iter().zip(&d.channels) {
+            assert_eq!(
+                mc.delay_samples,
+                crate::config::delay_samples(c.delay_ms, 48_000)
+            );
+        }
+        assert!(m
+            .channels
+            .iter()
+            .zip(&rig.profile.speakers)
+            .any(|(c, s)| (c.delay_ms - s.delay_ms).abs() > 0.1));
         assert!(m.channels[2].trim_db < -4.0);
         assert_eq!(m.profile.target.operating_spl_db, Some(85.0));
 

@@ -105,6 +105,11 @@ impl WindowSpec {
 }
 
 /// The windowed magnitude response at `freqs`, with the window's time zero at `arrival` (samples).
+///
+/// The lead-in ends at the response's onset, not at its peak: a low-passed channel (a sub through
+/// its crossover) peaks many milliseconds after it starts, and a window rising only just before
+/// the peak would cut its first half-cycle off and bend the low end by several dB. From the onset
+/// to the peak the window is flat.
 pub fn windowed(
     ir: &ImpulseResponse,
     arrival: f64,
@@ -119,6 +124,7 @@ pub fn windowed(
         )));
     }
     let centre = arrival.round() as isize;
+    let lead = (centre - onset(ir, centre)).max(0) as usize;
     let pre = (spec.pre_s * ir.rate).round() as usize;
     let mut out = Vec::with_capacity(freqs.len());
     // Cache the windowed segment per distinct length (the long windows repeat below cycles/max).
@@ -126,8 +132,8 @@ pub fn windowed(
     for &f in freqs {
         let post = ((spec.length_s(f) * ir.rate).round() as usize).max(1);
         if !matches!(&cache, Some((p, _, _)) if *p == post) {
-            let seg = ir.segment(centre - pre as isize, pre + post);
-            cache = Some((post, seg, window(pre, post)));
+            let seg = ir.segment(centre - (lead + pre) as isize, pre + lead + post);
+            cache = Some((post, seg, window(pre, lead, post)));
         }
         let (_, seg, w) = cache.as_ref().expect("filled above");
         let c = spectrum::dtft_at(seg, 0, w, f, ir.rate);
@@ -139,10 +145,38 @@ pub fn windowed(
     })
 }
 
-fn window(pre: usize, post: usize) -> Vec<f64> {
+/// Onset of the response that peaks at `peak`: walking back from the peak, the start of the
+/// first stretch of [`ONSET_QUIET_S`] that stays [`ONSET_BELOW_DB`] under the peak (at most
+/// [`ONSET_MAX_S`] back). A band-limited impulse's own ringing is shorter than the stretch; the
+/// deconvolution's noise floor lies far under the threshold.
+pub fn onset(ir: &ImpulseResponse, peak: isize) -> isize {
+    let limit = super::from_db(-ONSET_BELOW_DB) * ir.at(peak).abs();
+    let quiet = ((ONSET_QUIET_S * ir.rate).round() as isize).max(1);
+    let max_back = (ONSET_MAX_S * ir.rate).round() as isize;
+    let mut last_loud = peak;
+    let mut t = peak - 1;
+    while t >= peak - max_back && last_loud - t <= quiet {
+        if ir.at(t).abs() > limit {
+            last_loud = t;
+        }
+        t -= 1;
+    }
+    last_loud
+}
+
+/// Threshold of [`onset`] under the peak, dB.
+pub const ONSET_BELOW_DB: f64 = 40.0;
+/// Length of the quiet stretch before the onset, seconds.
+pub const ONSET_QUIET_S: f64 = 0.001;
+/// Largest distance of the onset before the peak, seconds.
+pub const ONSET_MAX_S: f64 = 0.1;
+
+fn window(pre: usize, flat: usize, post: usize) -> Vec<f64> {
     let rise = (0..pre).map(|i| (PI * (i as f64 + 0.5) / (2.0 * pre as f64)).sin().powi(2));
     let fall = (0..post).map(|i| (PI * i as f64 / (2.0 * post as f64)).cos().powi(2));
-    rise.chain(fall).collect()
+    rise.chain(std::iter::repeat_n(1.0, flat))
+        .chain(fall)
+        .collect()
 }
 
 /// Power average of responses on the same frequencies (several mic positions).
