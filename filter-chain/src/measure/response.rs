@@ -259,6 +259,37 @@ mod tests {
     }
 
     #[test]
+    fn a_late_peaking_low_pass_is_measured_from_its_onset() {
+        // Four one-pole low-passes at 60 Hz after 500 samples of delay: the response starts at
+        // 500 and peaks 3 time constants (8 ms) later, like a sub through its crossover.
+        let rate = 48_000.0;
+        let a = (-2.0 * PI * 60.0 / rate).exp();
+        let mut h = vec![0.0; 48_000];
+        h[500] = 1.0;
+        for _ in 0..4 {
+            let mut y = 0.0;
+            for v in h.iter_mut() {
+                y = (1.0 - a) * *v + a * y;
+                *v = y;
+            }
+        }
+        let peak = (0..h.len())
+            .max_by(|&x, &y| h[x].abs().total_cmp(&h[y].abs()))
+            .unwrap();
+        assert!(peak > 800, "{peak}");
+        let ir = ir(h.clone());
+        let f = log_frequencies(20.0, 200.0, 12);
+        let r = windowed(&ir, peak as f64, &f, &WindowSpec::default()).unwrap();
+        for (f, l) in r.freqs.iter().zip(&r.db) {
+            let w = vec![1.0; h.len()];
+            let exact = db(spectrum::dtft_at(&h, 0, &w, *f, rate).norm());
+            assert!((l - exact).abs() < 0.1, "{f} Hz: {l} vs {exact}");
+        }
+        let o = onset(&ir, peak as isize);
+        assert!((500..560).contains(&o), "{o}");
+    }
+
+    #[test]
     fn short_windows_hide_a_late_reflection_at_high_frequencies_only() {
         let mut h = fractional_impulse(48_000, 1000.0, 1.0, 64);
         // A reflection 10 ms later at -6 dB.
