@@ -206,8 +206,9 @@ pub fn acoustic_arrival_s(result: &ChannelResult, played_taps: &[f32], rate: f64
             result.channel
         )));
     }
-    // The causal half: harmonic distortion sits at negative times (the end of the buffer).
-    let h = ir.causal(ir.len() / 2);
+    // The causal part (harmonic distortion sits at negative times, the end of the buffer), as
+    // long as arrivals and the filter can be.
+    let h = ir.causal(ALIGN_LEN);
     let n = spectrum::fft_len(h.len() + played_taps.len());
     let taps: Vec<f64> = played_taps.iter().map(|&t| f64::from(t)).collect();
     let (hs, fs) = (spectrum::forward(h, n), spectrum::forward(&taps, n));
@@ -229,6 +230,10 @@ pub fn acoustic_arrival_s(result: &ChannelResult, played_taps: &[f32], rate: f64
     let loopback = measured_raw.samples - first.arrival.samples;
     Ok((raw - loopback) / rate)
 }
+
+/// Samples of each impulse response the alignment looks at (1.4 s at 48 kHz): arrivals lie
+/// within 0.5 s, a filter is at most 65,536 taps, and the rest is decay.
+const ALIGN_LEN: usize = 1 << 16;
 
 /// Largest lag [`band_lag_s`] considers, seconds.
 pub const MAX_LAG_S: f64 = 0.05;
@@ -259,7 +264,7 @@ pub fn band_lag_s(a: &ChannelResult, b: &ChannelResult, band: (f64, f64)) -> Res
             ib.rate
         )));
     }
-    let (ha, hb) = (ia.causal(ia.len() / 2), ib.causal(ib.len() / 2));
+    let (ha, hb) = (ia.causal(ALIGN_LEN), ib.causal(ALIGN_LEN));
     let n = spectrum::fft_len(ha.len().max(hb.len()) * 2);
     let (sa, sb) = (spectrum::forward(ha, n), spectrum::forward(hb, n));
     let centre = (lo * hi).sqrt();
@@ -423,7 +428,14 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
     // the measured arrivals before aligning: a sub's low-pass peaks ~15 ms after its onset, while
     // the bands of a Linkwitz-Riley crossover share their phase, so aligning the peaks would put
     // the tops that far behind the subs.
-    let played = generate(rig, None, &|_| {}).map_err(|f| {
+    // Only the measured channels' filters are needed (each is designed on its own; the global
+    // attenuation may differ without the others, which only scales them: they serve timing).
+    let mut measured_rig = rig.clone();
+    measured_rig
+        .profile
+        .speakers
+        .retain(|s| results.iter().any(|r| r.channel == s.channel as usize));
+    let played = generate(&measured_rig, None, &|_| {}).map_err(|f| {
         DesignError::Invalid(format!(
             "the profile's own filters fail their gates: {}",
             f.iter()
