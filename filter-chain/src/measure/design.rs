@@ -746,7 +746,7 @@ pub struct VerifyReport {
 }
 
 /// 1/3-octave bands (base-2 centres around 1 kHz) covering `[lo, hi]`.
-fn third_octave_bands(lo: f64, hi: f64) -> Vec<(f64, f64)> {
+pub fn third_octave_bands(lo: f64, hi: f64) -> Vec<(f64, f64)> {
     let edge = 2f64.powf(1.0 / 6.0);
     (-30..=15)
         .map(|k| 1000.0 * 2f64.powf(f64::from(k) / 3.0))
