@@ -108,6 +108,11 @@ fn simulated_room_corrected_offline_verifies_within_tolerance() {
     let rig = load_rig(&profile, None).unwrap();
     let text = std::fs::read_to_string(&profile).unwrap();
     let tmp = tempfile::tempdir().unwrap();
+    // MUGGE_DESIGN_EXAMPLE=DIR keeps the measurements and sets there (docs/measurement.md's
+    // worked example is made from them).
+    let keep = std::env::var_os("MUGGE_DESIGN_EXAMPLE").map(PathBuf::from);
+    let tmp_path = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let tmp = TmpPath(tmp_path, tmp);
     let plain = tmp.path().join("plain");
     let m0 = set::write_set(&rig, &text, &plain, "a", None, &|_| {}).unwrap();
     let irs = RoomSpec::example(4).impulse_responses().unwrap();
@@ -204,6 +209,14 @@ fn simulated_room_corrected_offline_verifies_within_tolerance() {
         .collect();
     eprintln!("lags after vs channel 1 (samples): {lags:.2?}");
     assert!(lags.iter().all(|l| l.abs() <= 24.0), "{lags:?}");
+}
+
+struct TmpPath(PathBuf, tempfile::TempDir);
+
+impl TmpPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
 }
 
 fn dtft(h: &[f64], f: f64) -> Complex64 {

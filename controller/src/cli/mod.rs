@@ -1,6 +1,7 @@
 //! `mugge` subcommands, one module per command group, so several people can add subcommands
 //! without conflicts.
 
+pub mod analyse;
 pub mod daemon;
 pub mod filters;
 pub mod links;
