@@ -173,7 +173,7 @@ fn main() {
         );
     }
     println!(
-        "(median of {RUNS} runs on {} cores; design includes regenerating the played filters to take them out of the arrivals)",
+        "(median of {RUNS} runs on {} cores; design includes generating the played and the corrected filters for the alignment)",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
 }
