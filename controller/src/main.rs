@@ -35,6 +35,8 @@ enum Command {
     Setup(cli::setup::SetupArgs),
     /// Analyse a saved measurement offline; with --profile, propose the room correction.
     Analyse(cli::analyse::Args),
+    /// Room corrections kept for fixed installations: list, store, recall, drift.
+    Preset(cli::preset::PresetArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Command::Filters(a) => cli::filters::run(a),
         Command::Setup(a) => cli::setup::run(a),
         Command::Analyse(a) => cli::analyse::run(a),
+        Command::Preset(a) => cli::preset::run(a),
     }
 }

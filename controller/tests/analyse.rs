@@ -184,3 +184,87 @@ fn analyse_summarises_designs_plots_and_verifies_a_saved_measurement() {
     assert!(!out.status.success());
     assert_eq!(std::fs::read_dir(&sets).unwrap().count(), before);
 }
+
+#[test]
+fn presets_store_recall_and_warn_on_drift() {
+    let tmp = tempfile::tempdir().unwrap();
+    let meas = tmp.path().join("m");
+    measurement(&meas);
+    let profile = conf().join("profiles/2way-80hz-sealed-subs.toml");
+    let presets = tmp.path().join("presets");
+    let sets = tmp.path().join("sets");
+    let (m, p, pr, st) = (
+        meas.to_str().unwrap(),
+        profile.to_str().unwrap(),
+        presets.to_str().unwrap(),
+        sets.to_str().unwrap(),
+    );
+    let store = |name: &str| {
+        mugge(&[
+            "preset",
+            "--presets",
+            pr,
+            "store",
+            name,
+            "--profile",
+            p,
+            "--measurement",
+            m,
+            "--sets",
+            st,
+        ])
+    };
+    let out = store("home");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Storing the name again is refused before anything is written.
+    let n_sets = std::fs::read_dir(&sets).unwrap().count();
+    let out = store("home");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+    assert_eq!(std::fs::read_dir(&sets).unwrap().count(), n_sets);
+    assert!(!store("../escape").status.success());
+
+    let out = mugge(&["preset", "--presets", pr, "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("home: profile"));
+    let out = mugge(&["preset", "--presets", pr, "recall", "home", "--sets", st]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let (recalled, _) = mugge_filter_chain::set::verify(&dir).unwrap();
+    let stored = mugge_filter_chain::measure::preset::load(&presets, "home").unwrap();
+    assert_eq!(recalled.set_id, stored.set_id);
+
+    // The same measurement again: no drift. A room that changed (louder by 3 dB): a warning.
+    let out = mugge(&["preset", "--presets", pr, "drift", "home", m]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("within 1.5 dB") && !text.contains("WARNING"),
+        "{text}"
+    );
+    let mut rec = Recording::load(&meas).unwrap();
+    for c in &mut rec.captures {
+        c.mic.iter_mut().for_each(|v| *v *= 1.41);
+    }
+    let louder = tmp.path().join("louder");
+    rec.save(&louder).unwrap();
+    let out = mugge(&[
+        "preset",
+        "--presets",
+        pr,
+        "drift",
+        "home",
+        louder.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WARNING") && text.contains("+2.98 dB"),
+        "{text}"
+    );
+}

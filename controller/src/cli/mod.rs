@@ -7,6 +7,7 @@ pub mod filters;
 pub mod links;
 pub mod meters;
 pub mod mode;
+pub mod preset;
 pub mod profile;
 pub mod setup;
 pub mod status;

@@ -159,6 +159,11 @@ pub fn store(
     result.map(|_| dir)
 }
 
+/// A preset of that name is stored (or its directory is taken).
+pub fn exists(presets_dir: &Path, name: &str) -> bool {
+    preset_dir(presets_dir, name).is_ok_and(|d| d.exists())
+}
+
 /// Reads a stored preset.
 pub fn load(presets_dir: &Path, name: &str) -> Result<Preset, DesignError> {
     let f = preset_dir(presets_dir, name)?.join(PRESET_FILE);
