@@ -6,8 +6,9 @@
 
 use mugge_filter_chain::config::delay_samples;
 use mugge_filter_chain::measure::analysis::AnalysisOptions;
+use mugge_filter_chain::measure::db;
 use mugge_filter_chain::measure::design::{
-    band_lag_s, design, verify, write_corrected_set, DesignOptions,
+    band_lag_s, design, design_through, verify, write_corrected_set, DesignOptions,
 };
 use mugge_filter_chain::measure::record::{Capture, ChannelResult, Recording};
 use mugge_filter_chain::measure::sweep::SweepParams;
@@ -200,6 +201,40 @@ fn simulated_room_corrected_offline_verifies_within_tolerance() {
             .collect::<Vec<_>>()
     );
     assert!(l1 > -0.5 && l1 > l0 + 2.0, "{l0} -> {l1}");
+
+    // Measured through the corrected set, a new design sees through it: the same delays, trims
+    // and cuts as from the measurement through the profile's own set (never a second cut).
+    let again = design_through(&rig, &corrected, &after, &opts).unwrap();
+    for (a, b) in again.channels.iter().zip(&d.channels) {
+        let cut_diff = a
+            .correction
+            .points
+            .iter()
+            .map(|p| (db(a.correction.gain_at(p.0)) - db(b.correction.gain_at(p.0))).abs())
+            .fold(0.0, f64::max);
+        eprintln!(
+            "channel {}: redesign through the corrected set: delay {:+.3} ms, trim {:+.2} dB, cut {:.2} dB apart",
+            a.channel,
+            a.delay_ms - b.delay_ms,
+            a.trim_db - b.trim_db,
+            cut_diff
+        );
+        assert!(
+            (a.delay_ms - b.delay_ms).abs() < 0.05,
+            "channel {}",
+            a.channel
+        );
+        assert!((a.trim_db - b.trim_db).abs() < 0.3, "channel {}", a.channel);
+        assert!(cut_diff < 1.0, "channel {}: {cut_diff}", a.channel);
+    }
+    // Read as if through the profile's own set, the same measurement would be cut again.
+    let naive = design(&rig, &after, &opts).unwrap();
+    assert!(naive
+        .channels
+        .iter()
+        .zip(&d.channels)
+        .any(|(a, b)| (a.max_cut_db() - b.max_cut_db()).abs() > 1.0
+            || (a.delay_ms - b.delay_ms).abs() > 0.05));
 
     // Measured again through the corrected set, the channels sum best as they are: the design
     // took the phase its minimum-phase cuts add at the crossover into the delays (13 samples

@@ -393,6 +393,76 @@ fn alignment_arrivals(
 
 /// Designs corrections, delays and trims for the measured channels of `rig`.
 pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Result<RoomDesign> {
+    design_impl(rig, None, results, opts)
+}
+
+/// [`design`] for a measurement taken through another set of the same profile (`played_set`, a
+/// set directory: e.g. an earlier corrected set that is still playing). The played filters'
+/// magnitude is divided out against the profile's own filters, and its delays and trims are the
+/// base the new ones build on, so the result is the same as measured through the profile's own
+/// set: a room is never corrected twice.
+pub fn design_through(
+    rig: &Rig,
+    played_set: &Path,
+    results: &[ChannelResult],
+    opts: &DesignOptions,
+) -> Result<RoomDesign> {
+    let m = crate::set::read_manifest(played_set)?;
+    if m.profile_name != rig.profile.name || m.sample_rate != rig.profile.sample_rate {
+        return Err(DesignError::Invalid(format!(
+            "set {} is for \"{}\" at {} Hz, the profile is \"{}\" at {} Hz",
+            played_set.display(),
+            m.profile_name,
+            m.sample_rate,
+            rig.profile.name,
+            rig.profile.sample_rate
+        )));
+    }
+    let mut played = Vec::new();
+    for r in results {
+        let c = m
+            .channels
+            .iter()
+            .find(|c| c.channel as usize == r.channel)
+            .ok_or_else(|| {
+                DesignError::Invalid(format!(
+                    "channel {} is not in set {}",
+                    r.channel,
+                    played_set.display()
+                ))
+            })?;
+        let (taps, _) = crate::set::read_wav(&played_set.join(&c.file))?;
+        played.push(Played {
+            channel: c.channel,
+            taps,
+            delay_ms: c.delay_ms,
+            trim_db: c.trim_db,
+        });
+    }
+    design_impl(rig, Some(played), results, opts)
+}
+
+/// One channel as it played during the measurement.
+struct Played {
+    channel: u32,
+    taps: Vec<f32>,
+    delay_ms: f64,
+    trim_db: f64,
+}
+
+/// Magnitude of `taps` at `f`, dB.
+fn taps_db(taps: &[f32], f: f64, rate: f64) -> f64 {
+    let t: Vec<f64> = taps.iter().map(|&v| f64::from(v)).collect();
+    let w = vec![1.0; t.len()];
+    super::db(spectrum::dtft_at(&t, 0, &w, f, rate).norm())
+}
+
+fn design_impl(
+    rig: &Rig,
+    played_set: Option<Vec<Played>>,
+    results: &[ChannelResult],
+    opts: &DesignOptions,
+) -> Result<RoomDesign> {
     let p = &rig.profile;
     let cp = &opts.correction;
     cp.validate()?;
@@ -444,7 +514,7 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
         .profile
         .speakers
         .retain(|s| results.iter().any(|r| r.channel == s.channel as usize));
-    let played = generate(&measured_rig, None, &|_| {}).map_err(|f| {
+    let mut plain = generate(&measured_rig, None, &|_| {}).map_err(|f| {
         DesignError::Invalid(format!(
             "the profile's own filters fail their gates: {}",
             f.iter()
@@ -453,12 +523,69 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
                 .join("; ")
         ))
     })?;
-    let taps_of = |ch: u32| -> Result<Vec<f32>> {
+    // As in the full rig: its global attenuation may be deeper (a boosted speaker not measured).
+    let scale = super::from_db(rig.global_attenuation_db() - measured_rig.global_attenuation_db());
+    for f in &mut plain {
+        f.taps
+            .iter_mut()
+            .for_each(|t| *t = (f64::from(*t) * scale) as f32);
+    }
+    let through_other = played_set.is_some();
+    let played: Vec<Played> = match played_set {
+        Some(v) => v,
+        None => plain
+            .iter()
+            .map(|f| {
+                let sp = &p
+                    .speakers
+                    .iter()
+                    .find(|s| s.channel == f.channel)
+                    .expect("generated");
+                Played {
+                    channel: f.channel,
+                    taps: f.taps.clone(),
+                    delay_ms: sp.delay_ms,
+                    trim_db: sp.trim_db,
+                }
+            })
+            .collect(),
+    };
+    let played_of = |ch: u32| -> Result<&Played> {
         played
             .iter()
             .find(|f| f.channel == ch)
-            .map(|f| f.taps.clone())
             .ok_or_else(|| DesignError::Invalid(format!("channel {ch}: no filter")))
+    };
+    let taps_of = |ch: u32| -> Result<Vec<f32>> { Ok(played_of(ch)?.taps.clone()) };
+    // Measured through another set: what the profile's own set would have given.
+    let adjusted: Vec<ChannelResult>;
+    let results = if through_other {
+        adjusted = results
+            .iter()
+            .map(|r| {
+                let ch = r.channel as u32;
+                let own = &plain
+                    .iter()
+                    .find(|f| f.channel == ch)
+                    .expect("generated for every measured channel")
+                    .taps;
+                let pl = played_of(ch)?;
+                let sp = p
+                    .speakers
+                    .iter()
+                    .find(|s| s.channel == ch)
+                    .expect("checked");
+                let mut a = r.clone();
+                for (f, d) in a.response.freqs.iter().zip(a.response.db.iter_mut()) {
+                    *d += taps_db(own, *f, rate) - taps_db(&pl.taps, *f, rate) + sp.trim_db
+                        - pl.trim_db;
+                }
+                Ok(a)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        &adjusted[..]
+    } else {
+        results
     };
     let acoustic = alignment_arrivals(rig, results, &taps_of)?;
     let t_old = TargetCurve::new(&p.target, rate);
@@ -601,9 +728,12 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
             .iter()
             .find(|s| s.channel == c.channel)
             .expect("checked above");
+        // The measured arrivals contain the delays that played; the levels were brought to the
+        // profile's trims above.
+        let base_delay = played_of(c.channel)?.delay_ms;
         let (delay_ms, trim_db) = if opts.align {
             (
-                sp.delay_ms + (latest - c.arrival_s) * 1000.0,
+                base_delay + (latest - c.arrival_s) * 1000.0,
                 sp.trim_db + (quietest - c.level_db),
             )
         } else {
@@ -648,7 +778,7 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
 fn compensate_correction_phase(
     measured_rig: &Rig,
     opts: &DesignOptions,
-    played: &[crate::generate::ChannelFilter],
+    played: &[Played],
     channels: &mut [ChannelDesign],
 ) -> Result<()> {
     let mut rig = measured_rig.clone();
@@ -662,11 +792,7 @@ fn compensate_correction_phase(
 }
 
 /// Per channel: how much later (samples) its corrected filter sums than the played one.
-fn corrected_lags(
-    rig: &Rig,
-    played: &[crate::generate::ChannelFilter],
-    channels: &[ChannelDesign],
-) -> Result<Vec<f64>> {
+fn corrected_lags(rig: &Rig, played: &[Played], channels: &[ChannelDesign]) -> Result<Vec<f64>> {
     fn gain_of(c: &CorrectionCurve) -> impl Fn(f64) -> f64 + Sync + '_ {
         move |hz| c.gain_at(hz)
     }
