@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use mugge_filter_chain::measure::correction::CorrectionParams;
 use mugge_filter_chain::measure::design::{
-    design, verify, write_corrected_set_for, DesignOptions, RoomDesign, VerifyReport,
+    design, design_through, verify, write_corrected_set_for, DesignOptions, RoomDesign,
+    VerifyReport,
 };
 use mugge_filter_chain::measure::record::{ChannelResult, Recording};
 use mugge_filter_chain::measure::response::{smooth, Response};
@@ -22,6 +23,10 @@ pub struct Args {
     /// cut-only corrections.
     #[arg(long)]
     profile: Option<PathBuf>,
+    /// The set the measurement played through, when it was not the profile's own (an earlier
+    /// corrected set): its filters are divided out.
+    #[arg(long, requires = "profile")]
+    through: Option<PathBuf>,
     /// A verification measurement taken through the corrected set: deviation per 1/3 octave.
     #[arg(long, requires = "profile")]
     after: Option<PathBuf>,
@@ -148,7 +153,11 @@ pub fn run(a: Args) -> Result<()> {
             tolerance_db: a.tolerance,
             align: true,
         };
-        let d = design(&r, &results, &opts).context("designing the correction")?;
+        let d = match &a.through {
+            Some(set) => design_through(&r, set, &results, &opts),
+            None => design(&r, &results, &opts),
+        }
+        .context("designing the correction")?;
         report.design = Some(d);
         rig = Some(r);
     }
