@@ -814,28 +814,57 @@ fn corrected_lags(rig: &Rig, played: &[Played], channels: &[ChannelDesign]) -> R
     })?;
     let rate = f64::from(rig.profile.sample_rate);
     let xos = &rig.profile.crossovers;
-    let mut lags = Vec::new();
-    for c in channels.iter() {
-        let (Some(old), Some(new), Some(sp)) = (
-            played.iter().find(|f| f.channel == c.channel),
-            corrected.iter().find(|f| f.channel == c.channel),
-            rig.profile.speakers.iter().find(|s| s.channel == c.channel),
-        ) else {
-            lags.push(0.0);
-            continue;
+    let last = xos.len() - 1;
+    let f64s = |t: &[f32]| t.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    // How much later channel `ch`'s corrected filter sums than its played one at crossover k.
+    let lag_at = |ch: u32, k: usize| -> f64 {
+        match (
+            played.iter().find(|f| f.channel == ch),
+            corrected.iter().find(|f| f.channel == ch),
+        ) {
+            (Some(old), Some(new)) => band_lag(
+                &f64s(&new.taps),
+                &f64s(&old.taps),
+                rate,
+                crossover_band_hz(xos[k].freq_hz),
+            )
+            .unwrap_or(0.0),
+            _ => 0.0,
+        }
+    };
+    let band_of = |ch: u32| {
+        rig.profile
+            .speakers
+            .iter()
+            .find(|s| s.channel == ch)
+            .map(|s| s.band as usize)
+            .unwrap_or(1)
+    };
+    // As in `alignment_arrivals`: a channel of band b is aligned at crossover b - 2 (band 1 at
+    // 0). A middle band meets two crossovers with one delay: what its correction moves at the
+    // upper one more than at the lower one, the bands above take over.
+    let xo = |b: usize| (b.max(2) - 2).min(last);
+    let mut extra = vec![0.0; xos.len()];
+    for k in 1..xos.len() {
+        let bridge: Vec<f64> = channels
+            .iter()
+            .filter(|c| band_of(c.channel) == k + 1)
+            .map(|c| lag_at(c.channel, k) - lag_at(c.channel, k - 1))
+            .collect();
+        let drift = if bridge.is_empty() {
+            0.0
+        } else {
+            bridge.iter().sum::<f64>() / bridge.len() as f64
         };
-        let k = (sp.band.max(2) as usize - 2).min(xos.len() - 1);
-        let f64s = |t: &[f32]| t.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
-        let lag = band_lag(
-            &f64s(&new.taps),
-            &f64s(&old.taps),
-            rate,
-            crossover_band_hz(xos[k].freq_hz),
-        )
-        .unwrap_or(0.0);
-        lags.push(lag);
+        extra[k] = extra[k - 1] + drift;
     }
-    Ok(lags)
+    Ok(channels
+        .iter()
+        .map(|c| {
+            let k = xo(band_of(c.channel));
+            lag_at(c.channel, k) - extra[k]
+        })
+        .collect())
 }
 
 /// Writes a new gated set for `design` under `sets_dir` (as `<tag>-<millis>`; the same layout as
@@ -1373,5 +1402,110 @@ mod tests {
         // A channel that was not measured again fails.
         let r = verify(&d, &after(&rig, &d, &before)[..3]);
         assert!(!r.channels[3].pass && !r.pass);
+    }
+
+    /// A measurement of `taps` played `delay` samples late into a room that is a pure delay.
+    fn through(channel: u32, taps: &[f32], delay: usize) -> ChannelResult {
+        use crate::measure::analysis::ChannelAnalysis;
+        use crate::measure::response::{windowed, WindowSpec};
+        let mut h = vec![0.0; 1 << 16];
+        for (i, &t) in taps.iter().enumerate() {
+            h[delay + i] = f64::from(t);
+        }
+        let ir = ImpulseResponse {
+            samples: h,
+            rate: 48_000.0,
+        };
+        let a = arrival(&ir, 0, 1 << 15).unwrap();
+        let response = windowed(
+            &ir,
+            a.samples,
+            &log_frequencies(20.0, 20_000.0, 24),
+            &WindowSpec::default(),
+        )
+        .unwrap();
+        ChannelResult {
+            channel: channel as usize,
+            positions: vec![ChannelAnalysis {
+                ir,
+                arrival: a,
+                response: response.clone(),
+                harmonics: Vec::new(),
+            }],
+            response,
+            arrival_s: a.seconds,
+        }
+    }
+
+    #[test]
+    fn three_way_bands_are_aligned_through_both_crossovers() {
+        let profile = conf().join("profiles/3way-stereo.toml");
+        let rig = load_rig(&profile, None).unwrap();
+        let plain = generate(&rig, None, &|_| {}).unwrap();
+        // Speakers 1..6 (bass, mid, horn; left, right) at these distances, in samples.
+        let room = [300usize, 310, 280, 292, 260, 275];
+        let played = |ch: u32| {
+            let sp = rig
+                .profile
+                .speakers
+                .iter()
+                .find(|s| s.channel == ch)
+                .unwrap();
+            crate::config::delay_samples(sp.delay_ms, 48_000) as usize
+        };
+        let before: Vec<ChannelResult> = plain
+            .iter()
+            .map(|f| {
+                through(
+                    f.channel,
+                    &f.taps,
+                    room[f.channel as usize - 1] + played(f.channel),
+                )
+            })
+            .collect();
+        let d = design(&rig, &before, &DesignOptions::default()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, m) = write_corrected_set(&profile, &d, tmp.path(), "b").unwrap();
+        let after: Vec<ChannelResult> = m
+            .channels
+            .iter()
+            .map(|c| {
+                let (taps, _) = crate::set::read_wav(&dir.join(&c.file)).unwrap();
+                through(
+                    c.channel,
+                    &taps,
+                    room[c.channel as usize - 1] + c.delay_samples as usize,
+                )
+            })
+            .collect();
+        // Through the corrected set, each pair that meets at a crossover sums best as it is
+        // (and left with right): within the whole-sample rounding of the delays.
+        let lag = |a: u32, b: u32, fc: f64| {
+            band_lag_s(
+                &after[a as usize - 1],
+                &after[b as usize - 1],
+                crossover_band_hz(fc),
+            )
+            .unwrap()
+                * 48_000.0
+        };
+        for (a, b, fc) in [
+            (1, 3, 300.0),
+            (2, 4, 300.0),
+            (3, 5, 1800.0),
+            (4, 6, 1800.0),
+            (1, 2, 300.0),
+            (5, 6, 1800.0),
+        ] {
+            let l = lag(a, b, fc);
+            eprintln!("channels {a} and {b} at {fc} Hz: {l:.2} samples");
+            assert!(
+                l.abs() <= 1.0,
+                "channels {a} and {b} at {fc} Hz: {l} samples"
+            );
+        }
+        // Before, they did not.
+        let l = band_lag_s(&before[0], &before[2], crossover_band_hz(300.0)).unwrap() * 48_000.0;
+        assert!(l.abs() > 5.0, "{l}");
     }
 }
