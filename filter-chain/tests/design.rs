@@ -78,6 +78,15 @@ fn measure(set_dir: &Path, m: &Manifest, irs: &[Vec<f32>], save: &Path) -> Vec<C
             // The capture runs on past the sweep by the system's length, like a real one.
             let mut mic = convolve(&x, &h);
             mic.truncate(x.len() + h.len());
+            // -70 dBFS of white noise at the mic (the room is quiet, not silent).
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(c.channel);
+            for v in &mut mic {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
+                *v += 10f64.powf(-70.0 / 20.0) * 3f64.sqrt() * (2.0 * u - 1.0);
+            }
             let mut reference = x.clone();
             reference.resize(mic.len(), 0.0);
             Capture {
@@ -220,7 +229,7 @@ fn simulated_room_corrected_offline_verifies_within_tolerance() {
             cut_diff
         );
         assert!(
-            (a.delay_ms - b.delay_ms).abs() < 0.05,
+            (a.delay_ms - b.delay_ms).abs() < 0.1,
             "channel {}",
             a.channel
         );
@@ -244,7 +253,7 @@ fn simulated_room_corrected_offline_verifies_within_tolerance() {
         .map(|r| band_lag_s(r, &after[0], (40.0, 160.0)).unwrap() * 48_000.0)
         .collect();
     eprintln!("lags after vs channel 1 (samples): {lags:.2?}");
-    assert!(lags.iter().all(|l| l.abs() <= 4.0), "{lags:?}");
+    assert!(lags.iter().all(|l| l.abs() <= 6.0), "{lags:?}");
 }
 
 fn dtft(h: &[f64], f: f64) -> Complex64 {
