@@ -1071,6 +1071,7 @@ pub fn verify(design: &RoomDesign, after: &[ChannelResult]) -> VerifyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::correction::CorrectionParams;
     use crate::measure::db;
     use crate::validate::load_rig;
 
@@ -1507,5 +1508,40 @@ mod tests {
         // Before, they did not.
         let l = band_lag_s(&before[0], &before[2], crossover_band_hz(300.0)).unwrap() * 48_000.0;
         assert!(l.abs() > 5.0, "{l}");
+    }
+
+    #[test]
+    fn full_range_speaker_eq_cuts_high_frequencies_and_passes_the_gates() {
+        let rig = rig();
+        // A top with a 6 dB horn peak at 3 kHz and a 4 dB hump at 10 kHz; the subs flat.
+        let top = |f: f64| bump(f, 3_000.0, 6.0, 0.2) + bump(f, 10_000.0, 4.0, 0.15);
+        let results = vec![
+            measured(&rig, 1, -20.0, 10.0, &top),
+            measured(&rig, 2, -20.0, 10.0, &top),
+            measured(&rig, 3, -20.0, 12.0, &|_| 0.0),
+            measured(&rig, 4, -20.0, 12.0, &|_| 0.0),
+        ];
+        let room = design(&rig, &results, &DesignOptions::default()).unwrap();
+        // Rooms: up to 500 Hz, the horn peak stays.
+        assert!(db(room.channels[0].correction.gain_at(3_000.0)).abs() < 1e-9);
+        let eq = DesignOptions {
+            correction: CorrectionParams {
+                hi_hz: 20_000.0,
+                ..CorrectionParams::default()
+            },
+            ..DesignOptions::default()
+        };
+        let d = design(&rig, &results, &eq).unwrap();
+        let c = &d.channels[0];
+        // The reference band (500 Hz-2 kHz) sets the level; both peaks are cut by about their
+        // (smoothed) height.
+        let at3k = db(c.correction.gain_at(3_000.0));
+        let at10k = db(c.correction.gain_at(10_000.0));
+        assert!(at3k < -4.5 && at3k > -6.5, "{at3k}");
+        assert!(at10k < -2.5 && at10k > -4.5, "{at10k}");
+        assert!(c.correction.max_gain() <= 1.0);
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, _) = write_corrected_set_for(&rig, &d, tmp.path(), "b").unwrap();
+        crate::set::verify(&dir).unwrap();
     }
 }
