@@ -55,10 +55,11 @@ pub struct Args {
 #[derive(Serialize)]
 struct HarmonicSummary {
     order: usize,
-    /// The largest level over the reported fundamentals, dB re the fundamental.
+    /// The largest level over the fundamentals the channel plays (within 20 dB of its loudest),
+    /// dB re the fundamental.
     max_db: f64,
     at_hz: f64,
-    /// Power average over the reported fundamentals, dB re the fundamental.
+    /// Power average over the same fundamentals, dB re the fundamental.
     mean_db: f64,
 }
 
@@ -98,31 +99,29 @@ fn summary(r: &ChannelResult) -> ChannelSummary {
         let p: Vec<f64> = r.response.db.iter().map(|d| 10f64.powf(d / 10.0)).collect();
         10.0 * (p.iter().sum::<f64>() / p.len().max(1) as f64).log10()
     };
-    let harmonics =
-        r.positions
-            .first()
-            .map(|a| {
-                a.harmonics
-                    .iter()
-                    .filter(|h| !h.points.is_empty())
-                    .map(|h| {
-                        let (at_hz, max_db) = h
-                            .points
-                            .iter()
-                            .copied()
-                            .fold((0.0, f64::MIN), |m, p| if p.1 > m.1 { p } else { m });
-                        let mean = h.points.iter().map(|p| 10f64.powf(p.1 / 10.0)).sum::<f64>()
-                            / h.points.len() as f64;
-                        HarmonicSummary {
-                            order: h.order,
-                            max_db,
-                            at_hz,
-                            mean_db: 10.0 * mean.log10(),
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+    // Only fundamentals the channel plays (within 20 dB of its loudest): in a crossover's
+    // stopband the fundamental is filtered away and the ratio says nothing about the driver.
+    let top = r.response.db.iter().cloned().fold(f64::MIN, f64::max);
+    let plays = |f: f64| r.response.at(f) >= top - 20.0;
+    let mut harmonics = Vec::new();
+    for h in r.positions.first().map(|a| &a.harmonics[..]).unwrap_or(&[]) {
+        let points: Vec<(f64, f64)> = h.points.iter().copied().filter(|p| plays(p.0)).collect();
+        if points.is_empty() {
+            continue;
+        }
+        let (at_hz, max_db) =
+            points
+                .iter()
+                .copied()
+                .fold((0.0, f64::MIN), |m, p| if p.1 > m.1 { p } else { m });
+        let mean = points.iter().map(|p| 10f64.powf(p.1 / 10.0)).sum::<f64>() / points.len() as f64;
+        harmonics.push(HarmonicSummary {
+            order: h.order,
+            max_db,
+            at_hz,
+            mean_db: 10.0 * mean.log10(),
+        });
+    }
     ChannelSummary {
         channel: r.channel,
         positions: r.positions.len(),
