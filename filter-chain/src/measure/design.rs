@@ -1,15 +1,17 @@
 //! From measured channels to a deployable, verified room correction: per-channel cut-only
-//! corrections against the profile's target (with ISO 226 at the operating SPL), delays that
-//! align the arrivals at the listening position, level trims (cut only), a gated set written for
-//! `ReloadFilters`, and the verification of a second measurement against the design's targets.
+//! corrections against the profile's target (with ISO 226 at the operating SPL), delays that make
+//! the bands sum at their crossovers at the listening position, level trims (cut only), a gated
+//! set written for `ReloadFilters`, and the verification of a second measurement against the
+//! design's targets. docs/measurement.md has the theory and the numbers.
 //!
-//! The measurement is taken *through the set that was playing* (the profile's set without a room
-//! correction: crossover, protection high-pass, compensation EQ, target, trims and delays all in):
-//! `M = P F_old`, `P` the speaker in the room. The new set's filter is `F_new = F_old C T_new /
-//! T_old` (`T` the target curve, which changes with the operating SPL), so the response after
-//! deployment will be `M C T_new / T_old`. The design picks `C` (cut only) to bring that towards
-//! the channel's target: its crossover band x protection high-pass x `T_new`, at the channel's
-//! own level; trims then bring every channel to the quietest one's level.
+//! The measurement is taken *through the set that was playing* ([`design`]: the profile's own
+//! set, crossover, protection high-pass, compensation EQ, target, trims and delays all in;
+//! [`design_through`]: any other set of the profile): `M = P F_old`, `P` the speaker in the room.
+//! The new set's filter is `F_new = F_own C T_new / T_old` (`T` the target curve, which changes
+//! with the operating SPL), so the response after deployment will be `M (F_own / F_old) C T_new /
+//! T_old`. The design picks `C` (cut only) to bring that towards the channel's target: its
+//! crossover band x protection high-pass x `T_new`, at the channel's own level; trims then bring
+//! every channel to the quietest one's level.
 
 use super::arrival::arrival;
 use super::correction::{CorrectionCurve, CorrectionParams};
