@@ -366,7 +366,7 @@ fn plots(
         let top = t.before.db.iter().cloned().fold(f64::MIN, f64::max);
         let mut ch = ChartBuilder::on(&areas[2])
             .caption(
-                "before / after vs target (1/6 octave, dB; target shaded where reachable)",
+                "before / after vs target (1/6 octave, dB; target dotted where reachable by cutting)",
                 ("sans-serif", 16),
             )
             .margin(8)
