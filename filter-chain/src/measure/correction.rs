@@ -62,6 +62,7 @@ impl TargetCurve for Response {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CorrectionParams {
     /// Correction range, Hz (rooms: up to ~500 Hz; speaker EQ: full range).
     pub lo_hz: f64,

@@ -1274,6 +1274,16 @@ mod tests {
     }
 
     #[test]
+    fn options_take_partial_json() {
+        let o: DesignOptions =
+            serde_json::from_str(r#"{"correction": {"hi_hz": 20000.0}, "align": false}"#).unwrap();
+        assert_eq!(o.correction.hi_hz, 20_000.0);
+        assert_eq!(o.correction.lo_hz, CorrectionParams::default().lo_hz);
+        assert_eq!(o.operating_spl_db, 85.0);
+        assert!(!o.align);
+    }
+
+    #[test]
     fn bad_input_is_refused_and_writes_nothing() {
         let rig = rig();
         let ok = vec![measured(&rig, 1, -20.0, 10.0, &modes)];
