@@ -432,6 +432,14 @@ unsafe fn init(
         .into_iter()
         .filter_map(|(k, v)| Some((CString::new(k).ok()?, CString::new(v).ok()?)))
         .collect();
+    if layout == PortLayout::Dsp {
+        // The registry then says which port is which channel (the adapter publishes this
+        // itself for its own ports).
+        strings.push((
+            c"audio.position".into(),
+            CString::new(node::dsp_positions(main.channels())).unwrap_or_default(),
+        ));
+    }
     if cfg.get("node.description").is_none() {
         strings.push((
             c"node.description".into(),
@@ -652,10 +660,17 @@ unsafe fn emit_port_info(st: *mut State, port: usize, change_mask: u64) {
             Direction::Input => sys::SPA_DIRECTION_INPUT,
             Direction::Output => sys::SPA_DIRECTION_OUTPUT,
         };
-        let flags = if dir == sys::SPA_DIRECTION_INPUT {
-            sys::SPA_PORT_FLAG_TERMINAL
-        } else {
-            0
+        // A DSP input reads its buffer's data pointer afresh every cycle and keeps nothing
+        // after `process`: DYNAMIC_DATA lets PipeWire's per-port mixer hand over the peer's
+        // buffer instead of copying it (the copy was most of a 24-port node's cost).
+        let flags = match (dir == sys::SPA_DIRECTION_INPUT, (*st).layout) {
+            (true, PortLayout::Dsp) => {
+                sys::SPA_PORT_FLAG_TERMINAL
+                    | sys::SPA_PORT_FLAG_NO_REF
+                    | sys::SPA_PORT_FLAG_DYNAMIC_DATA
+            }
+            (true, PortLayout::Planar) => sys::SPA_PORT_FLAG_TERMINAL,
+            (false, _) => 0,
         };
         let ps = (*st).ports.as_mut_ptr().add(port);
         let (props, change_mask) = match (*st).layout {

@@ -73,6 +73,12 @@ pub fn dsp_port_props(dir: Direction, index: u32) -> Vec<(String, String)> {
     ]
 }
 
+/// `audio.position` of a DSP-port node: `[ AUX0 AUX1 ... ]`, channel 1 first.
+pub fn dsp_positions(channels: u32) -> String {
+    let p: Vec<String> = (0..channels).map(|i| format!("AUX{i}")).collect();
+    format!("[ {} ]", p.join(" "))
+}
+
 /// The graph clock of the current cycle, from the position IO area.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cycle {
