@@ -168,7 +168,8 @@ impl Route {
     }
 }
 
-/// A plugin node the controller creates (adapter factory, `factory.name = mugge.*`).
+/// A plugin node the controller creates (bare, `spa-node-factory` with `factory.name = mugge.*`
+/// and `mugge.ports = dsp`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginNode {
     pub name: String,
