@@ -382,6 +382,27 @@ context.objects = [
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!((cols[0], cols[8]), ("R", "0"), "pw-top: {line}");
     }
+    // Behind the adapter, `node.channel-names` makes its port names one-based too.
+    create_via(
+        &stack,
+        Via::Adapter,
+        "mugge.meter",
+        "cli-adapter-named",
+        "Stream/Input/Audio",
+        "audio.channels=3 node.channel-names=[ 1 2 3 ]",
+    )
+    .unwrap();
+    stack
+        .wait_for_port("cli-adapter-named", "input_3", T)
+        .unwrap();
+    let gr = stack.dump().unwrap();
+    let node = gr.node("cli-adapter-named").unwrap();
+    let port = gr
+        .ports_of(node.id)
+        .into_iter()
+        .find(|p| p.name == "input_3")
+        .unwrap();
+    assert_eq!(port.channel, "AUX2");
     let p = stack.profile(200).unwrap();
     assert_eq!(p.xruns, 0);
     for n in [
