@@ -1,6 +1,7 @@
 //! With the real mugge plugin (`libspa-mugge.so`, built by `cargo build -p mugge-spa` or given
 //! with MUGGE_SPA_PLUGIN): the controller creates the meters, the generator and the mic tap
-//! through the adapter factory, resolves their ports from the registry and links them; levels
+//! bare (`spa-node-factory`, one DSP port per channel), resolves their ports from the registry
+//! and links them; levels
 //! come from the meters' Props; clip reset and taps work. Build the plugin first
 //! (`cargo build --workspace`, as scripts/test.sh does).
 
@@ -46,6 +47,12 @@ fn plugin_nodes_are_created_linked_and_read() {
             .filter(|p| p.direction == "input")
             .collect();
         assert_eq!(inputs.len(), ins, "{name} inputs");
+        // Bare DSP ports: named for people (channel 1 is input_1), positions AUX0.. .
+        let mut names: Vec<_> = inputs.iter().map(|p| p.name.clone()).collect();
+        names.sort();
+        let mut want: Vec<_> = (1..=ins).map(|c| format!("input_{c}")).collect();
+        want.sort();
+        assert_eq!(names, want, "{name} port names");
         // Each input is linked (the table's routes for it all resolved).
         for port in inputs {
             assert!(

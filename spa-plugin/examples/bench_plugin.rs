@@ -6,14 +6,18 @@
 //!     cargo run --release -p mugge-spa --example bench_plugin -- [--reps 3] [--soak-minutes 10]
 //! ```
 //!
-//! One private stack (mugge-testkit) runs, all at once: a 24-channel meter (PPM on), an
-//! 8-channel tap with one socket reader, the signal generator feeding everything, a
-//! filter-chain with 4 x 16,384-tap convolvers (reference 1, its in + out nodes summed), and
-//! three out-of-process `pw-record` clients of 8 channels each (reference 2, the old design of
-//! 24-channel metering), plus a floor reference: a 24-channel null sink behind the same adapter
-//! with the same links (the cost of 24 adapter inputs doing nothing). For each quantum (1024, 256, 128) it records every cycle with
-//! `pw-profiler` and prints median and p99 of busy time (finish - awake) and of graph time
-//! (finish - signal, which includes a client's wake-up) per node, and the ratios.
+//! One private stack (mugge-testkit) runs, all at once, each plugin node in both ways of
+//! creating it: bare (`spa-node-factory`, `mugge.ports=dsp`: one DSP port per channel) and
+//! under the `adapter` (one planar port behind PipeWire's converter). The nodes: a 24-channel
+//! meter (PPM on), an 8-channel tap with one socket reader each, the signal generator (each
+//! plays pink noise into one hardware channel; a third, unmeasured one feeds every input);
+//! references: a filter-chain with 4 x 16,384-tap convolvers
+//! (reference 1, its in + out nodes summed), three out-of-process `pw-record` clients of 8
+//! channels each (reference 2, the old design of 24-channel metering), and a floor: a
+//! 24-channel null sink behind the adapter with the same links (what 24 adapter inputs cost
+//! doing nothing). For each quantum (1024, 256, 128) it records every cycle with `pw-profiler`
+//! and prints median and p99 of busy time (finish - awake) and of graph time (finish - signal,
+//! which includes a client's wake-up) per node, and each node's ratios to both references.
 //! `--soak-minutes N` then runs N minutes at quantum 128 with all three node types active and
 //! reports the xruns the driver counted.
 #![forbid(unsafe_code)]
@@ -205,6 +209,39 @@ fn create(stack: &Stack, factory: &str, name: &str, class: &str, extra: &str) ->
     Ok(())
 }
 
+/// The same node created bare, with one DSP port per channel.
+fn create_bare(stack: &Stack, factory: &str, name: &str, class: &str, extra: &str) -> Result<()> {
+    stack.pw_cli(&[
+        "create-node",
+        "spa-node-factory",
+        &format!("{{ factory.name={factory} library.name=mugge/libspa-mugge mugge.ports=dsp node.name={name} media.class={class} object.linger=true {extra} }}"),
+    ])?;
+    Ok(())
+}
+
+/// A reader that drains a tap's socket as fast as frames come.
+fn tap_reader(stack: &Stack, node: &str) -> Result<()> {
+    let path = {
+        let g = stack.dump()?;
+        let n = g.node(node).context("tap")?;
+        n.props
+            .get("mugge.tap.socket")
+            .and_then(Value::as_str)
+            .context("tap socket")?
+            .to_string()
+    };
+    let mut sock = std::os::unix::net::UnixStream::connect(&path)?;
+    std::thread::spawn(move || {
+        let mut b = vec![0u8; 1 << 16];
+        while let Ok(n) = sock.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -227,6 +264,36 @@ fn main() -> Result<()> {
         "bench-gen",
         "Stream/Output/Audio",
         "audio.channels=1",
+    )?;
+    create_bare(
+        &stack,
+        "mugge.siggen",
+        "bench-gen-bare",
+        "Stream/Output/Audio",
+        "",
+    )?;
+    // The source of every measured input: a generator of its own, so that neither measured
+    // generator carries the cost of waking some 60 peers.
+    create_bare(
+        &stack,
+        "mugge.siggen",
+        "bench-src",
+        "Stream/Output/Audio",
+        "",
+    )?;
+    create_bare(
+        &stack,
+        "mugge.meter",
+        "bench-meter24-bare",
+        "Stream/Input/Audio",
+        "audio.channels=24 meter.ppm=II",
+    )?;
+    create_bare(
+        &stack,
+        "mugge.tap",
+        "bench-tap8-bare",
+        "Stream/Input/Audio",
+        "audio.channels=8",
     )?;
     create(
         &stack,
@@ -257,49 +324,42 @@ fn main() -> Result<()> {
     stack.wait_for_port("bench-null24", "playback_AUX23", T)?;
     stack.wait_for_port("bench-meter24", "input_AUX23", T)?;
     stack.wait_for_port("bench-tap8", "input_AUX7", T)?;
-    let gen = "bench-gen:output_AUX0";
-    stack.link(gen, &format!("{HW_OUT}:playback_AUX0"))?;
+    stack.wait_for_port("bench-gen-bare", "output_1", T)?;
+    stack.wait_for_port("bench-meter24-bare", "input_24", T)?;
+    stack.wait_for_port("bench-tap8-bare", "input_8", T)?;
+    // Each measured generator plays into one hardware channel; `bench-src` feeds the rest.
+    let gen = "bench-src:output_1";
+    stack.wait_for_port("bench-src", "output_1", T)?;
+    stack.link("bench-gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))?;
+    stack.link(
+        "bench-gen-bare:output_1",
+        &format!("{HW_OUT}:playback_AUX6"),
+    )?;
+    stack.link(gen, &format!("{HW_OUT}:playback_AUX7"))?;
     for c in 0..24 {
         stack.link(gen, &format!("bench-meter24:input_AUX{c}"))?;
+        stack.link(gen, &format!("bench-meter24-bare:input_{}", c + 1))?;
     }
     for c in 0..8 {
         stack.link(gen, &format!("bench-tap8:input_AUX{c}"))?;
+        stack.link(gen, &format!("bench-tap8-bare:input_{}", c + 1))?;
     }
     for c in 0..24 {
         stack.link(gen, &format!("bench-null24:playback_AUX{c}"))?;
     }
-    let id = stack
-        .dump()?
-        .node("bench-gen")
-        .context("gen")?
-        .id
-        .to_string();
-    stack.pw_cli(&[
-        "set-param",
-        &id,
-        "Props",
-        r#"{ params = [ "siggen.signal" "pink" "siggen.running" true ] }"#,
-    ])?;
+    for g in ["bench-gen", "bench-gen-bare", "bench-src"] {
+        let id = stack.dump()?.node(g).context("gen")?.id.to_string();
+        stack.pw_cli(&[
+            "set-param",
+            &id,
+            "Props",
+            r#"{ params = [ "siggen.signal" "pink" "siggen.running" true ] }"#,
+        ])?;
+    }
 
-    // One tap reader, draining as fast as frames come.
-    let path = {
-        let g = stack.dump()?;
-        let n = g.node("bench-tap8").context("tap")?;
-        n.props
-            .get("mugge.tap.socket")
-            .and_then(Value::as_str)
-            .context("tap socket")?
-            .to_string()
-    };
-    let mut sock = std::os::unix::net::UnixStream::connect(&path)?;
-    std::thread::spawn(move || {
-        let mut b = vec![0u8; 1 << 16];
-        while let Ok(n) = sock.read(&mut b) {
-            if n == 0 {
-                break;
-            }
-        }
-    });
+    // One reader per tap.
+    tap_reader(&stack, "bench-tap8")?;
+    tap_reader(&stack, "bench-tap8-bare")?;
 
     // Reference 1: 4 x 16k convolvers in a filter-chain (a separate pipewire -c process).
     let ir = stack.root().join("bench-ir.wav");
@@ -350,8 +410,11 @@ fn main() -> Result<()> {
         .wait_until("everything running", T, |g| {
             [
                 "bench-gen",
+                "bench-gen-bare",
                 "bench-meter24",
+                "bench-meter24-bare",
                 "bench-tap8",
+                "bench-tap8-bare",
                 "bench-fc-out",
                 "bench-client2",
             ]
@@ -362,10 +425,13 @@ fn main() -> Result<()> {
     println!("graph up in {:?}", settle.elapsed());
 
     let groups: &[(&str, &[&str])] = &[
-        ("meter24", &["bench-meter24"]),
-        ("null24", &["bench-null24"]),
-        ("tap8", &["bench-tap8"]),
-        ("siggen", &["bench-gen"]),
+        ("meter24", &["bench-meter24-bare"]),
+        ("tap8", &["bench-tap8-bare"]),
+        ("siggen", &["bench-gen-bare"]),
+        ("meter24-a", &["bench-meter24"]),
+        ("tap8-a", &["bench-tap8"]),
+        ("siggen-a", &["bench-gen"]),
+        ("null24-a", &["bench-null24"]),
         ("fc4x16k", &["bench-fc-in", "bench-fc-out"]),
         (
             "clients3",
@@ -382,7 +448,24 @@ fn main() -> Result<()> {
             stack.set_quantum(q)?;
             std::thread::sleep(Duration::from_secs(1));
             let cycles = (48000 * 12 / q as usize).clamp(500, 4000);
-            let (c, xruns) = profile(&stack, cycles, groups)?;
+            // On a loaded machine an out-of-process client can miss most cycles' "finished"
+            // marks: measure again (a measurement retried, nothing judged on the failed one).
+            let mut attempt = 0;
+            let (c, xruns) = loop {
+                attempt += 1;
+                match profile(&stack, cycles, groups) {
+                    Ok(r) => break r,
+                    Err(e) if attempt < 5 => println!("q{q} rep {rep}: measuring again ({e})"),
+                    Err(e) => {
+                        // The references stay unmeasured this time; the soak still runs.
+                        println!("q{q} rep {rep}: not measured ({e})");
+                        break (BTreeMap::new(), 0);
+                    }
+                }
+            };
+            if c.is_empty() {
+                continue;
+            }
             for (label, v) in &c {
                 println!(
                     "{q:>7} {rep:>3} | {label:<9} {:>8.1}  {:>8.1} | {:>8.1}  {:>8.1}{}",
@@ -397,18 +480,33 @@ fn main() -> Result<()> {
                     }
                 );
             }
-            let m = c["meter24"];
-            let floor = c["null24"];
             let fc = c["fc4x16k"];
             let cl = c["clients3"];
-            let line = format!(
-                "q{q} rep {rep}: meter24/fc4x16k busy median {:.3} (target <= 0.100), p99 {:.3}; (meter24 - null24 floor)/fc4x16k {:.3}; clients3/meter24 graph time median {:.1}x (target >= 5x), busy {:.1}x; xruns {xruns} in {cycles} cycles",
-                m.busy_med / fc.busy_med,
-                m.busy_p99 / fc.busy_p99,
-                (m.busy_med - floor.busy_med) / fc.busy_med,
-                cl.graph_med / m.graph_med,
-                cl.busy_med / m.busy_med
-            );
+            for label in [
+                "meter24",
+                "tap8",
+                "siggen",
+                "meter24-a",
+                "tap8-a",
+                "siggen-a",
+            ] {
+                let m = c[label];
+                let target = if label == "meter24" {
+                    " (targets: fc ratio <= 0.100, clients >= 5x)"
+                } else {
+                    ""
+                };
+                let line = format!(
+                    "q{q:<4} rep {rep}: {label:<9} busy/fc4x16k median {:.3} p99 {:.3} | clients3/{label} graph median {:5.1}x busy {:5.1}x{target}",
+                    m.busy_med / fc.busy_med,
+                    m.busy_p99 / fc.busy_p99,
+                    cl.graph_med / m.graph_med,
+                    cl.busy_med / m.busy_med
+                );
+                println!("{line}");
+                summary.push(line);
+            }
+            let line = format!("q{q:<4} rep {rep}: xruns {xruns} in {cycles} cycles");
             println!("{line}");
             summary.push(line);
         }
@@ -421,7 +519,9 @@ fn main() -> Result<()> {
         drop(clients);
         stack.set_quantum(128)?;
         println!();
-        println!("soak: {soak} min at quantum 128 with meter24, tap8 (1 reader) and the generator");
+        println!(
+            "soak: {soak} min at quantum 128 with all meters, taps (1 reader each) and generators"
+        );
         let end = Instant::now() + Duration::from_secs(soak * 60);
         let mut xruns = 0;
         let mut cycles = 0;

@@ -17,7 +17,7 @@
 //! - Every `extern "C"` entry runs its body under `catch_unwind` and turns a panic into `-EIO`
 //!   (a panic unwinding into C would abort the whole PipeWire daemon).
 
-use crate::node::{self, Config, Control, Cycle, Direction, Kind, MainSide, RtSide};
+use crate::node::{self, Config, Control, Cycle, Direction, Kind, MainSide, PortLayout, RtSide};
 use crate::params;
 use libspa_sys as sys;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -183,32 +183,98 @@ struct State {
     info_items: Vec<sys::spa_dict_item>,
     info_dict: sys::spa_dict,
     node_params: [sys::spa_param_info; 2],
-    port_params: [sys::spa_param_info; 5],
+    layout: PortLayout,
+    ports: Vec<PortState>,
+}
+
+/// Main-loop state of one port.
+struct PortState {
+    params: [sys::spa_param_info; 5],
     have_format: bool,
+    /// Port properties (DSP ports only). `dict` points into `items`, `items` into `strings`:
+    /// built once in `init`, never changed (moving the struct does not move the heap buffers).
+    _strings: Vec<(CString, CString)>,
+    _items: Vec<sys::spa_dict_item>,
+    dict: sys::spa_dict,
+}
+
+impl PortState {
+    fn new(props: Vec<(String, String)>) -> PortState {
+        let strings: Vec<(CString, CString)> = props
+            .into_iter()
+            .filter_map(|(k, v)| Some((CString::new(k).ok()?, CString::new(v).ok()?)))
+            .collect();
+        let items: Vec<sys::spa_dict_item> = strings
+            .iter()
+            .map(|(k, v)| sys::spa_dict_item {
+                key: k.as_ptr(),
+                value: v.as_ptr(),
+            })
+            .collect();
+        let dict = sys::spa_dict {
+            flags: 0,
+            n_items: items.len() as u32,
+            items: items.as_ptr(),
+        };
+        PortState {
+            params: [
+                param_info(sys::SPA_PARAM_EnumFormat, sys::SPA_PARAM_INFO_READ),
+                param_info(sys::SPA_PARAM_Meta, 0),
+                param_info(sys::SPA_PARAM_IO, sys::SPA_PARAM_INFO_READ),
+                param_info(sys::SPA_PARAM_Format, sys::SPA_PARAM_INFO_WRITE),
+                param_info(sys::SPA_PARAM_Buffers, 0),
+            ],
+            have_format: false,
+            dict,
+            _strings: strings,
+            _items: items,
+        }
+    }
 }
 
 /// Data-loop state of one node.
 struct Rt {
     side: Box<dyn RtSide>,
     direction: Direction,
+    layout: PortLayout,
     channels: usize,
     rate: u32,
-    io: *mut sys::spa_io_buffers,
     rate_match: *mut sys::spa_io_rate_match,
     position: *mut sys::spa_io_position,
+    /// 1 (planar) or `channels` (DSP).
+    n_ports: usize,
+    ports: [RtPort; MAX_CH],
+}
+
+/// Data-loop state of one port: its IO area and the buffers it was given.
+#[derive(Clone, Copy)]
+struct RtPort {
+    io: *mut sys::spa_io_buffers,
     buffers: [*mut sys::spa_buffer; MAX_BUFFERS],
     n_buffers: usize,
     free: [u32; MAX_BUFFERS],
     n_free: usize,
 }
 
+const RT_PORT_EMPTY: RtPort = RtPort {
+    io: ptr::null_mut(),
+    buffers: [ptr::null_mut(); MAX_BUFFERS],
+    n_buffers: 0,
+    free: [0; MAX_BUFFERS],
+    n_free: 0,
+};
+
+/// Silence for a DSP input that is not linked (or got no buffer this cycle): every channel
+/// still sees a full cycle, so a tap's frames stay whole.
+static ZEROS: [f32; params::MAX_QUANTUM as usize] = [0.0; params::MAX_QUANTUM as usize];
+
 /// Messages from the main loop to the data loop. Plain data, copied by `spa_loop_invoke`.
 #[derive(Clone, Copy)]
 enum DataMsg {
-    Io(*mut sys::spa_io_buffers),
+    Io(usize, *mut sys::spa_io_buffers),
     RateMatch(*mut sys::spa_io_rate_match),
     Position(*mut sys::spa_io_position),
-    Buffers([*mut sys::spa_buffer; MAX_BUFFERS], usize),
+    Buffers(usize, [*mut sys::spa_buffer; MAX_BUFFERS], usize),
     Control(Control),
 }
 
@@ -320,7 +386,10 @@ unsafe fn init(
                 as *mut sys::spa_loop_utils,
         )
     };
-    let (main, side) = match node::create(kind, &cfg) {
+    let parts = cfg
+        .port_layout()
+        .and_then(|l| Ok((l, node::create(kind, &cfg)?)));
+    let (layout, (main, side)) = match parts {
         Ok(parts) => parts,
         Err(e) => {
             // SAFETY: the host's logger or null.
@@ -334,24 +403,43 @@ unsafe fn init(
             return -EINVAL;
         }
     };
+    let channels = main.channels() as usize;
+    let n_ports = match layout {
+        PortLayout::Planar => 1,
+        PortLayout::Dsp => channels,
+    };
+    let ports: Vec<PortState> = (0..n_ports)
+        .map(|i| {
+            PortState::new(match layout {
+                PortLayout::Planar => Vec::new(),
+                PortLayout::Dsp => node::dsp_port_props(main.direction(), i as u32),
+            })
+        })
+        .collect();
     let rt = Box::into_raw(Box::new(Rt {
         direction: main.direction(),
-        channels: main.channels() as usize,
+        layout,
+        channels,
         rate: main.rate(),
         side,
-        io: ptr::null_mut(),
         rate_match: ptr::null_mut(),
         position: ptr::null_mut(),
-        buffers: [ptr::null_mut(); MAX_BUFFERS],
-        n_buffers: 0,
-        free: [0; MAX_BUFFERS],
-        n_free: 0,
+        n_ports,
+        ports: [RT_PORT_EMPTY; MAX_CH],
     }));
     let mut strings: Vec<(CString, CString)> = main
         .info_props()
         .into_iter()
         .filter_map(|(k, v)| Some((CString::new(k).ok()?, CString::new(v).ok()?)))
         .collect();
+    if layout == PortLayout::Dsp {
+        // The registry then says which port is which channel (the adapter publishes this
+        // itself for its own ports).
+        strings.push((
+            c"audio.position".into(),
+            CString::new(node::dsp_positions(main.channels())).unwrap_or_default(),
+        ));
+    }
     if cfg.get("node.description").is_none() {
         strings.push((
             c"node.description".into(),
@@ -378,14 +466,8 @@ unsafe fn init(
             param_info(sys::SPA_PARAM_PropInfo, sys::SPA_PARAM_INFO_READ),
             param_info(sys::SPA_PARAM_Props, sys::SPA_PARAM_INFO_READWRITE),
         ],
-        port_params: [
-            param_info(sys::SPA_PARAM_EnumFormat, sys::SPA_PARAM_INFO_READ),
-            param_info(sys::SPA_PARAM_Meta, 0),
-            param_info(sys::SPA_PARAM_IO, sys::SPA_PARAM_INFO_READ),
-            param_info(sys::SPA_PARAM_Format, sys::SPA_PARAM_INFO_WRITE),
-            param_info(sys::SPA_PARAM_Buffers, 0),
-        ],
-        have_format: false,
+        layout,
+        ports,
     }));
     // SAFETY: `st` was just allocated and is exclusively ours; `handle` has room for a Handle
     // (get_size) and is suitably aligned (host allocations are at least 8-aligned).
@@ -534,9 +616,10 @@ unsafe fn emit_node_info(st: *mut State, change_mask: u64) {
     // SAFETY: short-lived access to build the info; the struct handed out points into `*st`,
     // which outlives the emission.
     unsafe {
+        let n = (*st).ports.len() as u32;
         let (inputs, outputs) = match (*st).main.direction() {
-            Direction::Input => (1, 0),
-            Direction::Output => (0, 1),
+            Direction::Input => (n, 0),
+            Direction::Output => (0, n),
         };
         let info = sys::spa_node_info {
             max_input_ports: inputs,
@@ -555,31 +638,59 @@ unsafe fn emit_node_info(st: *mut State, change_mask: u64) {
     }
 }
 
+/// Emits the info of every port.
+///
 /// # Safety
 /// `st` is live; main loop.
-unsafe fn emit_port_info(st: *mut State, change_mask: u64) {
-    // SAFETY: as in emit_node_info.
+unsafe fn emit_all_port_info(st: *mut State, change_mask: u64) {
+    // SAFETY: live State; the port count never changes after init.
+    unsafe {
+        for p in 0..(*st).ports.len() {
+            emit_port_info(st, p, change_mask);
+        }
+    }
+}
+
+/// # Safety
+/// `st` is live; `port` < the port count; main loop.
+unsafe fn emit_port_info(st: *mut State, port: usize, change_mask: u64) {
+    // SAFETY: as in emit_node_info; the port's params and dict live in `*st`.
     unsafe {
         let dir = match (*st).main.direction() {
             Direction::Input => sys::SPA_DIRECTION_INPUT,
             Direction::Output => sys::SPA_DIRECTION_OUTPUT,
         };
-        let flags = if dir == sys::SPA_DIRECTION_INPUT {
-            sys::SPA_PORT_FLAG_TERMINAL
-        } else {
-            0
+        // A DSP input reads its buffer's data pointer afresh every cycle and keeps nothing
+        // after `process`: DYNAMIC_DATA lets PipeWire's per-port mixer hand over the peer's
+        // buffer instead of copying it (the copy was most of a 24-port node's cost).
+        let flags = match (dir == sys::SPA_DIRECTION_INPUT, (*st).layout) {
+            (true, PortLayout::Dsp) => {
+                sys::SPA_PORT_FLAG_TERMINAL
+                    | sys::SPA_PORT_FLAG_NO_REF
+                    | sys::SPA_PORT_FLAG_DYNAMIC_DATA
+            }
+            (true, PortLayout::Planar) => sys::SPA_PORT_FLAG_TERMINAL,
+            (false, _) => 0,
+        };
+        let ps = (*st).ports.as_mut_ptr().add(port);
+        let (props, change_mask) = match (*st).layout {
+            PortLayout::Planar => (ptr::null(), change_mask),
+            PortLayout::Dsp => (
+                ptr::addr_of!((*ps).dict),
+                change_mask | u64::from(sys::SPA_PORT_CHANGE_MASK_PROPS),
+            ),
         };
         let info = sys::spa_port_info {
             change_mask,
             flags: u64::from(flags),
             rate: sys::spa_fraction { num: 0, denom: 1 },
-            props: ptr::null(),
-            params: ptr::addr_of_mut!((*st).port_params) as *mut sys::spa_param_info,
+            props,
+            params: ptr::addr_of_mut!((*ps).params) as *mut sys::spa_param_info,
             n_params: 5,
         };
         for_each_listener(st, |ev, data| {
             if let Some(f) = (*ev).port_info {
-                f(data, dir, 0, &info);
+                f(data, dir, port as u32, &info);
             }
         });
     }
@@ -710,6 +821,16 @@ unsafe fn parse_format(pod: *const sys::spa_pod) -> Option<params::RawFormat> {
         if sys::spa_format_parse(pod, &mut f.media_type, &mut f.media_subtype) < 0 {
             return None;
         }
+        if f.media_type == sys::SPA_MEDIA_TYPE_audio
+            && f.media_subtype == sys::SPA_MEDIA_SUBTYPE_dsp
+        {
+            let mut info: sys::spa_audio_info_dsp = std::mem::zeroed();
+            if sys::spa_format_audio_dsp_parse(pod, &mut info) < 0 {
+                return None;
+            }
+            f.format = info.format;
+            return Some(f);
+        }
         if f.media_type != sys::SPA_MEDIA_TYPE_audio
             || f.media_subtype != sys::SPA_MEDIA_SUBTYPE_raw
         {
@@ -753,19 +874,23 @@ unsafe extern "C" fn on_data_msg(
 
 fn apply_msg(rt: &mut Rt, msg: DataMsg) {
     match msg {
-        DataMsg::Io(p) => rt.io = p,
+        DataMsg::Io(port, p) => {
+            if let Some(pt) = rt.ports.get_mut(port) {
+                pt.io = p;
+            }
+        }
         DataMsg::RateMatch(p) => rt.rate_match = p,
         DataMsg::Position(p) => rt.position = p,
-        DataMsg::Buffers(b, n) => {
-            rt.buffers = b;
-            rt.n_buffers = n;
-            // Output buffers all start free; input buffers are owned by the peer.
-            rt.n_free = if rt.direction == Direction::Output {
-                n
-            } else {
-                0
+        DataMsg::Buffers(port, b, n) => {
+            let output = rt.direction == Direction::Output;
+            let Some(pt) = rt.ports.get_mut(port) else {
+                return;
             };
-            for (i, f) in rt.free.iter_mut().enumerate() {
+            pt.buffers = b;
+            pt.n_buffers = n;
+            // Output buffers all start free; input buffers are owned by the peer.
+            pt.n_free = if output { n } else { 0 };
+            for (i, f) in pt.free.iter_mut().enumerate() {
                 *f = i as u32;
             }
         }
@@ -866,7 +991,7 @@ unsafe extern "C" fn node_add_listener(
                 data,
             );
             emit_node_info(st, NODE_INFO_ALL);
-            emit_port_info(st, PORT_INFO_ALL);
+            emit_all_port_info(st, PORT_INFO_ALL);
             sys::spa_hook_list_join(ptr::addr_of_mut!((*st).hooks), &mut save);
         }
         0
@@ -1038,16 +1163,18 @@ unsafe extern "C" fn node_remove_port(_o: *mut c_void, _d: sys::spa_direction, _
     -ENOTSUP
 }
 
+/// The port's index if the node has this port.
+///
 /// # Safety
 /// `st` is live.
-unsafe fn port_ok(st: *mut State, direction: sys::spa_direction, port_id: u32) -> bool {
+unsafe fn port_ok(st: *mut State, direction: sys::spa_direction, port_id: u32) -> Option<usize> {
     // SAFETY: live State.
-    let dir = unsafe { (*st).main.direction() };
+    let (dir, n) = unsafe { ((*st).main.direction(), (*st).ports.len()) };
     let want = match dir {
         Direction::Input => sys::SPA_DIRECTION_INPUT,
         Direction::Output => sys::SPA_DIRECTION_OUTPUT,
     };
-    direction == want && port_id == 0
+    (direction == want && (port_id as usize) < n).then_some(port_id as usize)
 }
 
 unsafe extern "C" fn node_port_enum_params(
@@ -1067,14 +1194,18 @@ unsafe extern "C" fn node_port_enum_params(
         }
         // SAFETY: live State; values built before emission.
         unsafe {
-            if !port_ok(st, direction, port_id) {
+            let Some(port) = port_ok(st, direction, port_id) else {
                 return -EINVAL;
-            }
-            let (ch, rate, have) = ((*st).main.channels(), (*st).main.rate(), (*st).have_format);
+            };
+            let (ch, rate) = ((*st).main.channels(), (*st).main.rate());
+            let have = (&(*st).ports)[port].have_format;
+            let dsp = (*st).layout == PortLayout::Dsp;
             let values = match id {
+                sys::SPA_PARAM_EnumFormat if dsp => vec![params::dsp_enum_format()],
                 sys::SPA_PARAM_EnumFormat => vec![params::enum_format(ch, rate)],
+                sys::SPA_PARAM_Format if have && dsp => vec![params::dsp_format()],
                 sys::SPA_PARAM_Format if have => vec![params::format(ch, rate)],
-                sys::SPA_PARAM_Buffers if have => vec![params::buffers(ch)],
+                sys::SPA_PARAM_Buffers if have => vec![params::buffers(if dsp { 1 } else { ch })],
                 sys::SPA_PARAM_IO => vec![params::io_buffers(std::mem::size_of::<
                     sys::spa_io_buffers,
                 >())],
@@ -1101,23 +1232,35 @@ unsafe extern "C" fn node_port_set_param(
         }
         // SAFETY: live State; valid pod; emission without held references.
         unsafe {
-            if !port_ok(st, direction, port_id) {
+            let Some(port) = port_ok(st, direction, port_id) else {
                 return -EINVAL;
-            }
+            };
             match id {
                 sys::SPA_PARAM_Format => {}
                 sys::SPA_PARAM_Latency | sys::SPA_PARAM_Tag => return 0,
                 _ => return -ENOENT,
             }
             if param.is_null() {
-                (*st).have_format = false;
-                send_to_rt(st, DataMsg::Buffers([ptr::null_mut(); MAX_BUFFERS], 0));
+                (&mut (*st).ports)[port].have_format = false;
+                send_to_rt(
+                    st,
+                    DataMsg::Buffers(port, [ptr::null_mut(); MAX_BUFFERS], 0),
+                );
             } else {
-                let checked = parse_format(param)
-                    .ok_or_else(|| "unreadable format pod".to_string())
-                    .and_then(|f| params::check_raw_format(&f, (*st).main.channels()));
+                let parsed = parse_format(param).ok_or_else(|| "unreadable format pod".to_string());
+                // A DSP port has no rate of its own: it runs at the graph's.
+                let checked = match (*st).layout {
+                    PortLayout::Dsp => parsed
+                        .and_then(|f| params::check_dsp_format(&f))
+                        .map(|()| (*st).main.rate()),
+                    PortLayout::Planar => {
+                        parsed.and_then(|f| params::check_raw_format(&f, (*st).main.channels()))
+                    }
+                };
                 match checked {
-                    Ok(rate) if rate == (*st).main.rate() => (*st).have_format = true,
+                    Ok(rate) if rate == (*st).main.rate() => {
+                        (&mut (*st).ports)[port].have_format = true
+                    }
                     Ok(rate) => {
                         log(
                             st,
@@ -1139,14 +1282,15 @@ unsafe extern "C" fn node_port_set_param(
                     }
                 }
             }
-            let have = (*st).have_format;
-            (*st).port_params[3].flags = if have {
+            let ps = &mut (&mut (*st).ports)[port];
+            let have = ps.have_format;
+            ps.params[3].flags = if have {
                 sys::SPA_PARAM_INFO_READWRITE
             } else {
                 sys::SPA_PARAM_INFO_WRITE
             };
-            (*st).port_params[4].flags = if have { sys::SPA_PARAM_INFO_READ } else { 0 };
-            emit_port_info(st, u64::from(sys::SPA_PORT_CHANGE_MASK_PARAMS));
+            ps.params[4].flags = if have { sys::SPA_PARAM_INFO_READ } else { 0 };
+            emit_port_info(st, port, u64::from(sys::SPA_PORT_CHANGE_MASK_PARAMS));
         }
         0
     })
@@ -1168,28 +1312,25 @@ unsafe extern "C" fn node_port_use_buffers(
         // SAFETY: live State; `buffers` holds `n_buffers` valid buffer pointers that stay valid
         // until the next use_buffers call, which also goes through the data loop.
         unsafe {
-            if !port_ok(st, direction, port_id) {
+            let Some(port) = port_ok(st, direction, port_id) else {
                 return -EINVAL;
-            }
+            };
             let n = n_buffers as usize;
             if n > MAX_BUFFERS {
                 return -ENOSPC;
             }
-            if n > 0 && !(*st).have_format {
+            if n > 0 && !(&(*st).ports)[port].have_format {
                 return -EIO;
             }
             let mut arr = [ptr::null_mut(); MAX_BUFFERS];
             for (i, slot) in arr.iter_mut().enumerate().take(n) {
                 let b = *buffers.add(i);
-                if b.is_null()
-                    || (*b).datas.is_null()
-                    || ((*b).n_datas as usize) < (*(*st).rt).channels.min(1)
-                {
+                if b.is_null() || (*b).datas.is_null() || (*b).n_datas == 0 {
                     return -EINVAL;
                 }
                 *slot = b;
             }
-            send_to_rt(st, DataMsg::Buffers(arr, n));
+            send_to_rt(st, DataMsg::Buffers(port, arr, n));
         }
         0
     })
@@ -1210,12 +1351,12 @@ unsafe extern "C" fn node_port_set_io(
         }
         // SAFETY: live State; the IO pointers go to the data loop, which alone uses them.
         unsafe {
-            if !port_ok(st, direction, port_id) {
+            let Some(port) = port_ok(st, direction, port_id) else {
                 return -EINVAL;
-            }
+            };
             match id {
                 sys::SPA_IO_Buffers => {
-                    send_to_rt(st, DataMsg::Io(data as *mut sys::spa_io_buffers))
+                    send_to_rt(st, DataMsg::Io(port, data as *mut sys::spa_io_buffers))
                 }
                 sys::SPA_IO_RateMatch => {
                     send_to_rt(st, DataMsg::RateMatch(data as *mut sys::spa_io_rate_match))
@@ -1234,24 +1375,32 @@ unsafe extern "C" fn node_port_reuse_buffer(
 ) -> c_int {
     guard(-EIO, || {
         let st = object as *mut State;
-        if st.is_null() || port_id != 0 {
+        if st.is_null() {
             return -EINVAL;
         }
         // SAFETY: called on the data loop, where Rt lives.
         let rt = unsafe { &mut *(*st).rt };
-        recycle(rt, buffer_id);
+        if port_id as usize >= rt.n_ports {
+            return -EINVAL;
+        }
+        recycle(rt, port_id as usize, buffer_id);
         0
     })
 }
 
-fn recycle(rt: &mut Rt, id: u32) {
-    if rt.direction == Direction::Output && (id as usize) < rt.n_buffers && rt.n_free < MAX_BUFFERS
-    {
-        if rt.free[..rt.n_free].contains(&id) {
+fn recycle(rt: &mut Rt, port: usize, id: u32) {
+    if rt.direction != Direction::Output {
+        return;
+    }
+    let Some(p) = rt.ports.get_mut(port) else {
+        return;
+    };
+    if (id as usize) < p.n_buffers && p.n_free < MAX_BUFFERS {
+        if p.free[..p.n_free].contains(&id) {
             return;
         }
-        rt.free[rt.n_free] = id;
-        rt.n_free += 1;
+        p.free[p.n_free] = id;
+        p.n_free += 1;
     }
 }
 
@@ -1321,14 +1470,30 @@ unsafe fn plane<'a>(d: *const sys::spa_data, max_samples: usize) -> &'a mut [f32
 /// # Safety
 /// See [`node_process`].
 unsafe fn process_input(rt: &mut Rt) -> c_int {
-    if rt.io.is_null() {
+    // SAFETY: valid IO areas and buffers (see node_process).
+    unsafe {
+        match rt.layout {
+            PortLayout::Planar => process_input_planar(rt),
+            PortLayout::Dsp => process_input_dsp(rt),
+        }
+    }
+}
+
+/// One port, one plane per channel (under the adapter).
+///
+/// # Safety
+/// See [`node_process`].
+unsafe fn process_input_planar(rt: &mut Rt) -> c_int {
+    let port = &rt.ports[0];
+    if port.io.is_null() {
         return -EIO;
     }
     // SAFETY: valid IO area and buffers (see node_process).
     unsafe {
-        let io = &mut *rt.io;
-        if io.status == sys::SPA_STATUS_HAVE_DATA as i32 && (io.buffer_id as usize) < rt.n_buffers {
-            let b = &*rt.buffers[io.buffer_id as usize];
+        let io = &mut *port.io;
+        if io.status == sys::SPA_STATUS_HAVE_DATA as i32 && (io.buffer_id as usize) < port.n_buffers
+        {
+            let b = &*port.buffers[io.buffer_id as usize];
             let mut planes: [&[f32]; MAX_CH] = [&[]; MAX_CH];
             let n = (b.n_datas as usize).min(rt.channels).min(MAX_CH);
             for (c, p) in planes.iter_mut().enumerate().take(n) {
@@ -1342,28 +1507,72 @@ unsafe fn process_input(rt: &mut Rt) -> c_int {
     sys::SPA_STATUS_HAVE_DATA as c_int
 }
 
+/// One mono port per channel (created bare). A port without data this cycle (not linked, or
+/// its peer had nothing) reads as a cycle of silence.
+///
+/// # Safety
+/// See [`node_process`].
+unsafe fn process_input_dsp(rt: &mut Rt) -> c_int {
+    // SAFETY: see node_process.
+    let cycle = unsafe { cycle_of(rt) };
+    let quantum = if cycle.quantum > 0 {
+        (cycle.quantum as usize).min(ZEROS.len())
+    } else {
+        1024
+    };
+    let mut planes: [&[f32]; MAX_CH] = [&[]; MAX_CH];
+    let n = rt.n_ports.min(MAX_CH);
+    let mut any = false;
+    // SAFETY: valid IO areas and buffers (see node_process).
+    unsafe {
+        for (port, p) in rt.ports.iter().zip(planes.iter_mut()).take(n) {
+            *p = &ZEROS[..quantum];
+            if port.io.is_null() {
+                continue;
+            }
+            let io = &mut *port.io;
+            if io.status == sys::SPA_STATUS_HAVE_DATA as i32
+                && (io.buffer_id as usize) < port.n_buffers
+            {
+                let b = &*port.buffers[io.buffer_id as usize];
+                if b.n_datas > 0 {
+                    *p = plane(b.datas, params::MAX_QUANTUM as usize);
+                    any = true;
+                }
+            }
+            io.status = sys::SPA_STATUS_NEED_DATA as i32;
+        }
+    }
+    if any {
+        rt.side.process_input(&planes[..n], &cycle);
+    }
+    sys::SPA_STATUS_HAVE_DATA as c_int
+}
+
 /// # Safety
 /// See [`node_process`].
 unsafe fn process_output(rt: &mut Rt) -> c_int {
-    if rt.io.is_null() {
+    // The generator is the only output node and has one channel, so one port in either layout.
+    if rt.ports[0].io.is_null() {
         return -EIO;
     }
     // SAFETY: valid IO area and buffers (see node_process).
     unsafe {
-        let io = &mut *rt.io;
+        let io = &mut *rt.ports[0].io;
         if io.status == sys::SPA_STATUS_HAVE_DATA as i32 {
             return sys::SPA_STATUS_HAVE_DATA as c_int;
         }
         if io.buffer_id != sys::SPA_ID_INVALID {
-            recycle(rt, io.buffer_id);
+            recycle(rt, 0, io.buffer_id);
             io.buffer_id = sys::SPA_ID_INVALID;
         }
-        if rt.n_free == 0 {
+        let port = &mut rt.ports[0];
+        if port.n_free == 0 {
             return -EPIPE_STATUS;
         }
-        rt.n_free -= 1;
-        let id = rt.free[rt.n_free];
-        let b = &*rt.buffers[id as usize];
+        port.n_free -= 1;
+        let id = port.free[port.n_free];
+        let b = &*port.buffers[id as usize];
         let d = &mut *b.datas;
         let cycle = cycle_of(rt);
         let mut want = if cycle.quantum > 0 {
@@ -1378,7 +1587,7 @@ unsafe fn process_output(rt: &mut Rt) -> c_int {
             .min(d.maxsize as usize / 4)
             .min(params::MAX_QUANTUM as usize);
         if d.data.is_null() || d.chunk.is_null() || !(d.data as usize).is_multiple_of(4) {
-            recycle(rt, id);
+            recycle(rt, 0, id);
             return -EIO;
         }
         let out = std::slice::from_raw_parts_mut(d.data as *mut f32, n);
@@ -1449,22 +1658,74 @@ mod tests {
         ALLOCS.with(Cell::get) - before
     }
 
+    /// One port of the fake host: its planes (one per data block), buffer and IO area.
+    struct FakePort {
+        planes: Vec<Vec<f32>>,
+        chunks: Vec<sys::spa_chunk>,
+        _datas: Vec<sys::spa_data>,
+        buffer: Box<sys::spa_buffer>,
+        io: Box<sys::spa_io_buffers>,
+    }
+
+    impl FakePort {
+        fn new(blocks: usize) -> FakePort {
+            let mut planes: Vec<Vec<f32>> = (0..blocks).map(|_| vec![0.0f32; 1024]).collect();
+            let mut chunks: Vec<sys::spa_chunk> = (0..blocks)
+                .map(|_| sys::spa_chunk {
+                    offset: 0,
+                    size: 4096,
+                    stride: 4,
+                    flags: 0,
+                })
+                .collect();
+            let mut datas: Vec<sys::spa_data> = (0..blocks)
+                .map(|c| sys::spa_data {
+                    type_: sys::SPA_DATA_MemPtr,
+                    flags: 0,
+                    fd: -1,
+                    mapoffset: 0,
+                    maxsize: 4096,
+                    data: planes[c].as_mut_ptr() as *mut c_void,
+                    chunk: &mut chunks[c],
+                })
+                .collect();
+            let buffer = Box::new(sys::spa_buffer {
+                n_metas: 0,
+                n_datas: blocks as u32,
+                metas: ptr::null_mut(),
+                datas: datas.as_mut_ptr(),
+            });
+            FakePort {
+                planes,
+                chunks,
+                _datas: datas,
+                buffer,
+                io: Box::new(sys::spa_io_buffers {
+                    status: 0,
+                    buffer_id: sys::SPA_ID_INVALID,
+                }),
+            }
+        }
+    }
+
     /// A node driven by a fake host: no loops (messages apply directly), our own buffers and IO.
+    /// With `mugge.ports=dsp` in the properties it has one mono port per channel, else one port
+    /// of `channels` planes (as the adapter drives it).
     struct FakeHost {
         _mem: Vec<u64>,
         handle: *mut sys::spa_handle,
         node: *mut sys::spa_node,
-        _planes: Vec<Vec<f32>>,
-        _chunks: Vec<sys::spa_chunk>,
-        _datas: Vec<sys::spa_data>,
-        buffer: Box<sys::spa_buffer>,
-        io: Box<sys::spa_io_buffers>,
+        dsp: bool,
+        ports: Vec<FakePort>,
         pos: Box<sys::spa_io_position>,
     }
 
     impl FakeHost {
         fn new(kind: usize, props: &[(&CStr, &CStr)], channels: usize) -> FakeHost {
             let f = &FACTORIES[kind].0;
+            let dsp = props
+                .iter()
+                .any(|(k, v)| *k == c"mugge.ports" && *v == c"dsp");
             // SAFETY: test host following the factory contract.
             unsafe {
                 let size = get_size(f, ptr::null());
@@ -1486,44 +1747,17 @@ mod tests {
                 let mut node: *mut c_void = ptr::null_mut();
                 let ty = sys::SPA_TYPE_INTERFACE_Node.as_ptr() as *const c_char;
                 assert_eq!(((*handle).get_interface.unwrap())(handle, ty, &mut node), 0);
-                let mut planes: Vec<Vec<f32>> = (0..channels).map(|_| vec![0.0f32; 1024]).collect();
-                let mut chunks: Vec<sys::spa_chunk> = (0..channels)
-                    .map(|_| sys::spa_chunk {
-                        offset: 0,
-                        size: 4096,
-                        stride: 4,
-                        flags: 0,
-                    })
-                    .collect();
-                let mut datas: Vec<sys::spa_data> = (0..channels)
-                    .map(|c| sys::spa_data {
-                        type_: sys::SPA_DATA_MemPtr,
-                        flags: 0,
-                        fd: -1,
-                        mapoffset: 0,
-                        maxsize: 4096,
-                        data: planes[c].as_mut_ptr() as *mut c_void,
-                        chunk: &mut chunks[c],
-                    })
-                    .collect();
-                let buffer = Box::new(sys::spa_buffer {
-                    n_metas: 0,
-                    n_datas: channels as u32,
-                    metas: ptr::null_mut(),
-                    datas: datas.as_mut_ptr(),
-                });
+                let ports = if dsp {
+                    (0..channels).map(|_| FakePort::new(1)).collect()
+                } else {
+                    vec![FakePort::new(channels)]
+                };
                 let mut h = FakeHost {
                     _mem: mem,
                     handle,
                     node: node as *mut sys::spa_node,
-                    _planes: planes,
-                    _chunks: chunks,
-                    _datas: datas,
-                    buffer,
-                    io: Box::new(sys::spa_io_buffers {
-                        status: 0,
-                        buffer_id: sys::SPA_ID_INVALID,
-                    }),
+                    dsp,
+                    ports,
                     pos: Box::new(std::mem::zeroed()),
                 };
                 h.pos.clock.duration = 1024;
@@ -1533,6 +1767,15 @@ mod tests {
                 };
                 h.setup(channels as u32);
                 h
+            }
+        }
+
+        /// Channel `c`'s samples.
+        fn plane(&mut self, c: usize) -> &mut Vec<f32> {
+            if self.dsp {
+                &mut self.ports[c].planes[0]
+            } else {
+                &mut self.ports[0].planes[c]
             }
         }
 
@@ -1555,39 +1798,49 @@ mod tests {
         fn setup(&mut self, channels: u32) {
             let (m, o) = self.methods();
             let dir = self.dir();
-            let fmt = params::to_bytes(&params::format(channels, 48000)).unwrap();
+            let fmt = if self.dsp {
+                params::to_bytes(&params::dsp_format()).unwrap()
+            } else {
+                params::to_bytes(&params::format(channels, 48000)).unwrap()
+            };
             let mut store = vec![0u64; fmt.len().div_ceil(8)];
             // SAFETY: test host; all pointers outlive the node (owned by self).
             unsafe {
                 ptr::copy_nonoverlapping(fmt.as_ptr(), store.as_mut_ptr() as *mut u8, fmt.len());
                 let pod = store.as_ptr() as *const sys::spa_pod;
-                assert_eq!(
-                    (m.port_set_param.unwrap())(o, dir, 0, sys::SPA_PARAM_Format, 0, pod),
-                    0
-                );
-                let mut bufs = [&mut *self.buffer as *mut sys::spa_buffer];
-                assert_eq!(
-                    (m.port_use_buffers.unwrap())(o, dir, 0, 0, bufs.as_mut_ptr(), 1),
-                    0
-                );
-                let io = &mut *self.io as *mut sys::spa_io_buffers as *mut c_void;
-                assert_eq!(
-                    (m.port_set_io.unwrap())(o, dir, 0, sys::SPA_IO_Buffers, io, 8),
-                    0
-                );
+                for (i, port) in self.ports.iter_mut().enumerate() {
+                    let i = i as u32;
+                    assert_eq!(
+                        (m.port_set_param.unwrap())(o, dir, i, sys::SPA_PARAM_Format, 0, pod),
+                        0
+                    );
+                    let mut bufs = [&mut *port.buffer as *mut sys::spa_buffer];
+                    assert_eq!(
+                        (m.port_use_buffers.unwrap())(o, dir, i, 0, bufs.as_mut_ptr(), 1),
+                        0
+                    );
+                    let io = &mut *port.io as *mut sys::spa_io_buffers as *mut c_void;
+                    assert_eq!(
+                        (m.port_set_io.unwrap())(o, dir, i, sys::SPA_IO_Buffers, io, 8),
+                        0
+                    );
+                }
                 let pos = &mut *self.pos as *mut sys::spa_io_position as *mut c_void;
                 assert_eq!((m.set_io.unwrap())(o, sys::SPA_IO_Position, pos, 0), 0);
             }
         }
 
-        /// One graph cycle as the adapter would run it.
+        /// One graph cycle as the graph would run it.
         fn cycle(&mut self) -> c_int {
             let (m, o) = self.methods();
-            if self.dir() == sys::SPA_DIRECTION_INPUT {
-                self.io.status = sys::SPA_STATUS_HAVE_DATA as i32;
-                self.io.buffer_id = 0;
-            } else {
-                self.io.status = sys::SPA_STATUS_NEED_DATA as i32;
+            let input = self.dir() == sys::SPA_DIRECTION_INPUT;
+            for p in &mut self.ports {
+                if input {
+                    p.io.status = sys::SPA_STATUS_HAVE_DATA as i32;
+                    p.io.buffer_id = 0;
+                } else {
+                    p.io.status = sys::SPA_STATUS_NEED_DATA as i32;
+                }
             }
             self.pos.clock.position += 1024;
             self.pos.clock.nsec += 21_333_333;
@@ -1645,20 +1898,27 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn meter_process_path_does_not_allocate() {
-        let path = sock("meter");
-        let mut h = FakeHost::new(
-            0,
-            &[
-                (c"audio.channels", c"2"),
-                (c"meter.socket", &path),
-                (c"node.name", c"m"),
-            ],
-            2,
-        );
+    /// The layouts a node can be created with: planar (under the adapter) and DSP (bare).
+    fn layout_props(dsp: bool) -> Vec<(&'static CStr, &'static CStr)> {
+        if dsp {
+            vec![(c"mugge.ports", c"dsp")]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn meter_process_path(dsp: bool) {
+        let path = sock(if dsp { "meter-dsp" } else { "meter" });
+        let mut props = vec![
+            (c"audio.channels", c"3"),
+            (c"meter.socket", path.as_c_str()),
+            (c"node.name", c"m"),
+        ];
+        props.extend(layout_props(dsp));
+        let mut h = FakeHost::new(0, &props, 3);
         h.set_props(&[("meter.ppm", params::Param::Str("II".into()))]);
-        for (i, s) in h._planes[0].iter_mut().enumerate() {
+        // Channel 2 only: the reading must land on channel 2 (index 1) in either layout.
+        for (i, s) in h.plane(1).iter_mut().enumerate() {
             *s = 0.5 * (i as f32 * 0.1).sin();
         }
         let mut n = 0;
@@ -1672,7 +1932,9 @@ mod tests {
             h.poll();
         }
         assert_eq!(n, 0, "allocations on the process path");
-        assert_eq!(h.io.status, sys::SPA_STATUS_NEED_DATA as i32);
+        for p in &h.ports {
+            assert_eq!(p.io.status, sys::SPA_STATUS_NEED_DATA as i32);
+        }
         let v = h.poll();
         let seq = v.iter().find(|(k, _)| *k == "meter.seq").unwrap();
         assert_eq!(
@@ -1680,20 +1942,67 @@ mod tests {
             params::Param::Long(250),
             "one snapshot every 2 cycles at q1024"
         );
+        let Some((_, params::Param::Floats(peak))) = v.iter().find(|(k, _)| *k == "meter.rms")
+        else {
+            panic!("no meter.rms");
+        };
+        assert!(peak[0] < -150.0 && peak[2] < -150.0, "{peak:?}");
+        assert!((peak[1] - (-9.03)).abs() < 0.1, "{peak:?}");
     }
 
     #[test]
-    fn tap_process_path_does_not_allocate() {
-        let path = sock("tap");
-        let mut h = FakeHost::new(
-            1,
-            &[
-                (c"audio.channels", c"3"),
-                (c"tap.socket", &path),
-                (c"node.name", c"t"),
-            ],
-            3,
-        );
+    fn meter_process_path_does_not_allocate() {
+        meter_process_path(false);
+    }
+
+    #[test]
+    fn meter_dsp_ports_process_path_does_not_allocate() {
+        meter_process_path(true);
+    }
+
+    #[test]
+    fn dsp_port_without_data_reads_as_silence_and_others_still_count() {
+        let path = sock("meter-dsp-idle");
+        let mut props = vec![
+            (c"audio.channels", c"2"),
+            (c"meter.socket", path.as_c_str()),
+            (c"node.name", c"m2"),
+        ];
+        props.extend(layout_props(true));
+        let mut h = FakeHost::new(0, &props, 2);
+        h.plane(0).fill(0.25);
+        h.plane(1).fill(1.0);
+        let (m, o) = h.methods();
+        for _ in 0..40 {
+            h.ports[0].io.status = sys::SPA_STATUS_HAVE_DATA as i32;
+            h.ports[0].io.buffer_id = 0;
+            // Channel 2's peer produced nothing this cycle (its stale buffer must not be read).
+            h.ports[1].io.status = sys::SPA_STATUS_NEED_DATA as i32;
+            h.ports[1].io.buffer_id = 0;
+            h.pos.clock.position += 1024;
+            // SAFETY: the node's process with its IO areas set up.
+            let r = unsafe { (m.process.unwrap())(o) };
+            assert_eq!(r, sys::SPA_STATUS_HAVE_DATA as c_int);
+            h.poll();
+        }
+        let v = h.poll();
+        let Some((_, params::Param::Floats(peak))) = v.iter().find(|(k, _)| *k == "meter.peak")
+        else {
+            panic!("no meter.peak");
+        };
+        assert!(peak[1] < -150.0, "{peak:?}");
+        assert!((peak[0] - (-12.04)).abs() < 0.05, "{peak:?}");
+    }
+
+    fn tap_process_path(dsp: bool) {
+        let path = sock(if dsp { "tap-dsp" } else { "tap" });
+        let mut props = vec![
+            (c"audio.channels", c"3"),
+            (c"tap.socket", path.as_c_str()),
+            (c"node.name", c"t"),
+        ];
+        props.extend(layout_props(dsp));
+        let mut h = FakeHost::new(1, &props, 3);
         let n = allocations(|| {
             // More cycles than the ring holds: the overflow path is covered too.
             for _ in 0..400 {
@@ -1704,8 +2013,19 @@ mod tests {
     }
 
     #[test]
-    fn siggen_process_path_does_not_allocate_and_respects_the_cap() {
-        let mut h = FakeHost::new(2, &[(c"node.name", c"g")], 1);
+    fn tap_process_path_does_not_allocate() {
+        tap_process_path(false);
+    }
+
+    #[test]
+    fn tap_dsp_ports_process_path_does_not_allocate() {
+        tap_process_path(true);
+    }
+
+    fn siggen_process_path(dsp: bool) {
+        let mut props = vec![(c"node.name", c"g")];
+        props.extend(layout_props(dsp));
+        let mut h = FakeHost::new(2, &props, 1);
         h.set_props(&[
             ("siggen.signal", params::Param::Str("pink".into())),
             ("siggen.level", params::Param::Float(12.0)),
@@ -1715,8 +2035,8 @@ mod tests {
         let n = allocations(|| {
             for _ in 0..300 {
                 assert_eq!(h.cycle(), sys::SPA_STATUS_HAVE_DATA as c_int);
-                assert_eq!(h.io.buffer_id, 0);
-                for s in &h._planes[0] {
+                assert_eq!(h.ports[0].io.buffer_id, 0);
+                for s in h.plane(0).iter() {
                     peak = peak.max(s.abs());
                 }
             }
@@ -1726,7 +2046,28 @@ mod tests {
             peak <= mugge_dsp::siggen::MAX_PEAK_LIN && peak > 0.05,
             "peak {peak}"
         );
-        assert_eq!(h._chunks[0].size, 4096);
+        assert_eq!(h.ports[0].chunks[0].size, 4096);
+    }
+
+    #[test]
+    fn siggen_process_path_does_not_allocate_and_respects_the_cap() {
+        siggen_process_path(false);
+    }
+
+    #[test]
+    fn siggen_dsp_port_process_path_does_not_allocate_and_respects_the_cap() {
+        siggen_process_path(true);
+    }
+
+    #[test]
+    fn dsp_ports_are_named_one_based_with_aux_positions() {
+        let p = node::dsp_port_props(Direction::Input, 0);
+        assert!(p.contains(&("port.name".into(), "input_1".into())));
+        assert!(p.contains(&("audio.channel".into(), "AUX0".into())));
+        assert!(p.contains(&("format.dsp".into(), node::DSP_FORMAT_NAME.into())));
+        let p = node::dsp_port_props(Direction::Output, 23);
+        assert!(p.contains(&("port.name".into(), "output_24".into())));
+        assert!(p.contains(&("audio.channel".into(), "AUX23".into())));
     }
 
     #[test]
@@ -1773,7 +2114,8 @@ mod tests {
     #[test]
     fn bad_creation_properties_fail_init_with_einval() {
         let path = sock("bad");
-        let cases: [(usize, &CStr, &CStr); 5] = [
+        let cases: [(usize, &CStr, &CStr); 6] = [
+            (0, c"mugge.ports", c"stereo"),
             (0, c"audio.channels", c"40"),
             (0, c"audio.channels", c"two"),
             (0, c"meter.ppm", c"III"),

@@ -36,9 +36,7 @@ impl RtSide for MeterRt {
     }
 
     fn process_input(&mut self, planes: &[&[f32]], cycle: &Cycle) {
-        for (ch, p) in planes.iter().enumerate() {
-            self.meter.process_channel(ch, p);
-        }
+        self.meter.process_planes(planes);
         if let Some(s) = self
             .meter
             .end_cycle(cycle.quantum, cycle.position, cycle.nsec)

@@ -43,6 +43,42 @@ pub enum Direction {
     Output,
 }
 
+/// How a node shows its channels to the graph.
+///
+/// `Dsp` is the node created bare (`spa-node-factory`): one mono f32 port per channel, named
+/// for people (`input_1` is channel 1) with position `AUX0`, like PipeWire's own DSP ports, so
+/// it links straight to any DSP port with no converter in between (the cheap path).
+/// `Planar` is the single port of N planes that the `adapter` factory wraps: the adapter's
+/// converter then makes the DSP ports (`input_AUX0`, ...) at the cost of a conversion stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortLayout {
+    Planar,
+    Dsp,
+}
+
+/// What a DSP port says about itself, as PipeWire's DSP ports do.
+pub const DSP_FORMAT_NAME: &str = "32 bit float mono audio";
+
+/// The properties of DSP port `index` (0-based) in direction `dir`: `port.name` names the
+/// channel one-based, `audio.channel` is the position `AUX<index>`.
+pub fn dsp_port_props(dir: Direction, index: u32) -> Vec<(String, String)> {
+    let prefix = match dir {
+        Direction::Input => "input",
+        Direction::Output => "output",
+    };
+    vec![
+        ("format.dsp".into(), DSP_FORMAT_NAME.into()),
+        ("port.name".into(), format!("{prefix}_{}", index + 1)),
+        ("audio.channel".into(), format!("AUX{index}")),
+    ]
+}
+
+/// `audio.position` of a DSP-port node: `[ AUX0 AUX1 ... ]`, channel 1 first.
+pub fn dsp_positions(channels: u32) -> String {
+    let p: Vec<String> = (0..channels).map(|i| format!("AUX{i}")).collect();
+    format!("[ {} ]", p.join(" "))
+}
+
 /// The graph clock of the current cycle, from the position IO area.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cycle {
@@ -143,6 +179,17 @@ impl Config {
                 Ok(v) if v.is_finite() && v >= min && v <= max => Ok(v),
                 _ => Err(format!("{k} = {s:?}: want {min}..={max}")),
             },
+        }
+    }
+
+    /// `mugge.ports`: `dsp` (one mono port per channel, for bare creation through
+    /// `spa-node-factory`) or `planar` (one port of N planes, the follower layout the `adapter`
+    /// factory needs; the default, so the adapter path works without the key).
+    pub fn port_layout(&self) -> Result<PortLayout, String> {
+        match self.get("mugge.ports").map(str::trim) {
+            None | Some("planar") => Ok(PortLayout::Planar),
+            Some("dsp") => Ok(PortLayout::Dsp),
+            Some(s) => Err(format!("mugge.ports = {s:?}: want \"dsp\" or \"planar\"")),
         }
     }
 

@@ -232,6 +232,52 @@ pub fn format(channels: u32, rate: u32) -> Value {
     Value::Object(o)
 }
 
+/// The format a DSP port offers: mono f32 (`audio/dsp`), as PipeWire's own DSP ports; no rate
+/// or channel fields (a DSP port runs at the graph rate, one channel).
+pub fn dsp_enum_format() -> Value {
+    Value::Object(Object {
+        type_: sys::SPA_TYPE_OBJECT_Format,
+        id: sys::SPA_PARAM_EnumFormat,
+        properties: vec![
+            prop(
+                sys::SPA_FORMAT_mediaType,
+                Value::Id(Id(sys::SPA_MEDIA_TYPE_audio)),
+            ),
+            prop(
+                sys::SPA_FORMAT_mediaSubtype,
+                Value::Id(Id(sys::SPA_MEDIA_SUBTYPE_dsp)),
+            ),
+            prop(
+                sys::SPA_FORMAT_AUDIO_format,
+                Value::Id(Id(sys::SPA_AUDIO_FORMAT_DSP_F32)),
+            ),
+        ],
+    })
+}
+
+/// The configured DSP format (id `Format`).
+pub fn dsp_format() -> Value {
+    let Value::Object(mut o) = dsp_enum_format() else {
+        unreachable!()
+    };
+    o.id = sys::SPA_PARAM_Format;
+    Value::Object(o)
+}
+
+/// Checks a parsed format against a DSP port's offer.
+pub fn check_dsp_format(f: &RawFormat) -> Result<(), String> {
+    if f.media_type != sys::SPA_MEDIA_TYPE_audio || f.media_subtype != sys::SPA_MEDIA_SUBTYPE_dsp {
+        return Err(format!(
+            "media type {}/{} (want audio/dsp)",
+            f.media_type, f.media_subtype
+        ));
+    }
+    if f.format != sys::SPA_AUDIO_FORMAT_DSP_F32 {
+        return Err(format!("sample format {} (want DSP f32)", f.format));
+    }
+    Ok(())
+}
+
 /// Checks a `Format` pod against what the port offers; returns the rate on success.
 pub fn check_format(v: &Value, channels: u32) -> Result<u32, String> {
     let Value::Object(o) = v else {
@@ -376,6 +422,27 @@ mod tests {
         assert_eq!(check_format(&format(3, 48000), 3), Ok(48000));
         assert!(check_format(&format(3, 48000), 2).is_err());
         assert!(check_format(&props(&[]), 2).is_err());
+    }
+
+    #[test]
+    fn dsp_format_check_accepts_mono_f32_only() {
+        let ok = RawFormat {
+            media_type: sys::SPA_MEDIA_TYPE_audio,
+            media_subtype: sys::SPA_MEDIA_SUBTYPE_dsp,
+            format: sys::SPA_AUDIO_FORMAT_DSP_F32,
+            ..RawFormat::default()
+        };
+        assert_eq!(check_dsp_format(&ok), Ok(()));
+        let raw = RawFormat {
+            media_subtype: sys::SPA_MEDIA_SUBTYPE_raw,
+            ..ok
+        };
+        assert!(check_dsp_format(&raw).is_err());
+        let s16 = RawFormat {
+            format: sys::SPA_AUDIO_FORMAT_S16,
+            ..ok
+        };
+        assert!(check_dsp_format(&s16).is_err());
     }
 
     /// Random bytes and random mutations of valid pods never panic the parsers.

@@ -1,5 +1,7 @@
 //! The plugin on the real stack: a private PipeWire daemon with WirePlumber and the mocked
-//! hardware (mugge-testkit), `libspa-mugge.so` loaded by the daemon through the adapter factory.
+//! hardware (mugge-testkit), `libspa-mugge.so` loaded by the daemon. The nodes are created bare
+//! (`spa-node-factory`, one DSP port per channel: the controller's way); the loading test also
+//! covers the `adapter` factory and conf fragments.
 //!
 //! Build the cdylib first (`cargo build -p mugge-spa`): the stack loads
 //! `target/debug/libspa_mugge.so` (or `$MUGGE_SPA_PLUGIN`).
@@ -39,49 +41,94 @@ fn start(builder: mugge_testkit::StackBuilder) -> Stack {
     builder.start().unwrap()
 }
 
-fn create(stack: &Stack, factory: &str, name: &str, class: &str, extra: &str) -> Result<()> {
+/// How a node is created: bare through `spa-node-factory` (DSP ports `input_1`.., the
+/// controller's way) or through the `adapter` factory (its converter's ports `input_AUX0`..).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Via {
+    Bare,
+    Adapter,
+}
+
+impl Via {
+    /// The name of the port of one-based `channel`.
+    fn port(self, input: bool, channel: usize) -> String {
+        let dir = if input { "input" } else { "output" };
+        match self {
+            Via::Bare => format!("{dir}_{channel}"),
+            Via::Adapter => format!("{dir}_AUX{}", channel - 1),
+        }
+    }
+}
+
+fn create_via(
+    stack: &Stack,
+    via: Via,
+    factory: &str,
+    name: &str,
+    class: &str,
+    extra: &str,
+) -> Result<()> {
+    let (f, ports) = match via {
+        Via::Bare => ("spa-node-factory", "mugge.ports=dsp"),
+        Via::Adapter => ("adapter", ""),
+    };
     stack.pw_cli(&[
         "create-node",
-        "adapter",
-        &format!("{{ factory.name={factory} {LIB} node.name={name} media.class={class} object.linger=true {extra} }}"),
+        f,
+        &format!("{{ factory.name={factory} {LIB} {ports} node.name={name} media.class={class} object.linger=true {extra} }}"),
     ])?;
     Ok(())
 }
 
-fn meter(stack: &Stack, name: &str, channels: usize, extra: &str) -> Result<()> {
-    create(
+fn meter_via(stack: &Stack, via: Via, name: &str, channels: usize, extra: &str) -> Result<()> {
+    create_via(
         stack,
+        via,
         "mugge.meter",
         name,
         "Stream/Input/Audio",
         &format!("audio.channels={channels} {extra}"),
     )?;
-    stack.wait_for_port(name, &format!("input_AUX{}", channels - 1), T)?;
+    stack.wait_for_port(name, &via.port(true, channels), T)?;
     Ok(())
 }
 
-fn tap(stack: &Stack, name: &str, channels: usize) -> Result<()> {
-    create(
+fn tap_via(stack: &Stack, via: Via, name: &str, channels: usize) -> Result<()> {
+    create_via(
         stack,
+        via,
         "mugge.tap",
         name,
         "Stream/Input/Audio",
         &format!("audio.channels={channels}"),
     )?;
-    stack.wait_for_port(name, &format!("input_AUX{}", channels - 1), T)?;
+    stack.wait_for_port(name, &via.port(true, channels), T)?;
     Ok(())
 }
 
-fn siggen(stack: &Stack, name: &str) -> Result<()> {
-    create(
+fn siggen_via(stack: &Stack, via: Via, name: &str) -> Result<()> {
+    create_via(
         stack,
+        via,
         "mugge.siggen",
         name,
         "Stream/Output/Audio",
         "audio.channels=1",
     )?;
-    stack.wait_for_port(name, "output_AUX0", T)?;
+    stack.wait_for_port(name, &via.port(false, 1), T)?;
     Ok(())
+}
+
+fn meter(stack: &Stack, name: &str, channels: usize, extra: &str) -> Result<()> {
+    meter_via(stack, Via::Bare, name, channels, extra)
+}
+
+fn tap(stack: &Stack, name: &str, channels: usize) -> Result<()> {
+    tap_via(stack, Via::Bare, name, channels)
+}
+
+fn siggen(stack: &Stack, name: &str) -> Result<()> {
+    siggen_via(stack, Via::Bare, name)
 }
 
 fn node_prop(stack: &Stack, node: &str, key: &str) -> Result<String> {
@@ -217,23 +264,38 @@ fn assert_contiguous(frames: &[(TapHeader, Vec<f32>)]) {
 fn each_node_type_loads_from_a_conf_fragment_and_from_pw_cli_and_runs() {
     let frag = r#"
 context.objects = [
+    { factory = spa-node-factory args = { factory.name = mugge.meter library.name = mugge/libspa-mugge
+        mugge.ports = dsp node.name = conf-bare-meter media.class = Stream/Input/Audio audio.channels = 3 object.linger = true } }
+    { factory = spa-node-factory args = { factory.name = mugge.tap library.name = mugge/libspa-mugge
+        mugge.ports = dsp node.name = conf-bare-tap media.class = Stream/Input/Audio audio.channels = 2 object.linger = true } }
+    { factory = spa-node-factory args = { factory.name = mugge.siggen library.name = mugge/libspa-mugge
+        mugge.ports = dsp node.name = conf-bare-gen media.class = Stream/Output/Audio audio.channels = 1 object.linger = true } }
     { factory = adapter args = { factory.name = mugge.meter library.name = mugge/libspa-mugge
-        node.name = conf-meter media.class = Stream/Input/Audio audio.channels = 3 object.linger = true } }
+        node.name = conf-adapter-meter media.class = Stream/Input/Audio audio.channels = 3 object.linger = true } }
     { factory = adapter args = { factory.name = mugge.tap library.name = mugge/libspa-mugge
-        node.name = conf-tap media.class = Stream/Input/Audio audio.channels = 2 object.linger = true } }
+        node.name = conf-adapter-tap media.class = Stream/Input/Audio audio.channels = 2 object.linger = true } }
     { factory = adapter args = { factory.name = mugge.siggen library.name = mugge/libspa-mugge
-        node.name = conf-gen media.class = Stream/Output/Audio audio.channels = 1 object.linger = true } }
+        node.name = conf-adapter-gen media.class = Stream/Output/Audio audio.channels = 1 object.linger = true } }
 ]
 "#;
     let stack = start(Stack::builder().pipewire_fragment("60-mugge-plugin-test.conf", frag));
-    meter(&stack, "cli-meter", 2, "").unwrap();
-    tap(&stack, "cli-tap", 2).unwrap();
-    siggen(&stack, "cli-gen").unwrap();
-    for p in ["conf", "cli"] {
+    for via in [Via::Bare, Via::Adapter] {
+        let p = format!("cli-{via:?}").to_lowercase();
+        meter_via(&stack, via, &format!("{p}-meter"), 2, "").unwrap();
+        tap_via(&stack, via, &format!("{p}-tap"), 2).unwrap();
+        siggen_via(&stack, via, &format!("{p}-gen")).unwrap();
+    }
+    let mut names = Vec::new();
+    for (p, via) in [
+        ("conf-bare", Via::Bare),
+        ("conf-adapter", Via::Adapter),
+        ("cli-bare", Via::Bare),
+        ("cli-adapter", Via::Adapter),
+    ] {
         let (m, t, g) = (format!("{p}-meter"), format!("{p}-tap"), format!("{p}-gen"));
-        stack.wait_for_port(&t, "input_AUX1", T).unwrap();
-        stack.wait_for_port(&g, "output_AUX0", T).unwrap();
-        stack.wait_for_port(&m, "input_AUX1", T).unwrap();
+        stack.wait_for_port(&t, &via.port(true, 2), T).unwrap();
+        stack.wait_for_port(&g, &via.port(false, 1), T).unwrap();
+        stack.wait_for_port(&m, &via.port(true, 2), T).unwrap();
         assert!(node_prop(&stack, &m, "mugge.meter.socket")
             .unwrap()
             .ends_with(&format!("mugge/meter-{m}.sock")));
@@ -256,54 +318,99 @@ context.objects = [
             params(&stack, &g).unwrap()["siggen.max-peak"].as_f64(),
             Some(-20.0)
         );
+        if via == Via::Bare {
+            // Ports named for people, positions AUX0.., as PipeWire's DSP ports say them.
+            let gr = stack.dump().unwrap();
+            let node = gr.node(&m).unwrap();
+            let mut ports: Vec<(String, String, String)> = gr
+                .ports_of(node.id)
+                .into_iter()
+                .map(|p| {
+                    let dsp = p.props.get("format.dsp").and_then(Value::as_str);
+                    (p.name.clone(), p.channel.clone(), dsp.unwrap_or("").into())
+                })
+                .collect();
+            ports.sort();
+            let want: Vec<(String, String, String)> = (1..=3)
+                .map(|c| {
+                    (
+                        format!("input_{c}"),
+                        format!("AUX{}", c - 1),
+                        "32 bit float mono audio".into(),
+                    )
+                })
+                .collect();
+            if p == "conf-bare" {
+                assert_eq!(ports, want, "{m} ports");
+            }
+            assert_eq!(
+                node_prop(&stack, &m, "audio.position").unwrap(),
+                if p == "conf-bare" {
+                    "[ AUX0 AUX1 AUX2 ]"
+                } else {
+                    "[ AUX0 AUX1 ]"
+                }
+            );
+        }
+        let out = format!("{g}:{}", via.port(false, 1));
         stack
-            .link(&format!("{g}:output_AUX0"), &format!("{m}:input_AUX0"))
+            .link(&out, &format!("{m}:{}", via.port(true, 1)))
             .unwrap();
         stack
-            .link(&format!("{g}:output_AUX0"), &format!("{t}:input_AUX0"))
+            .link(&out, &format!("{t}:{}", via.port(true, 1)))
             .unwrap();
         stack
-            .link(
-                &format!("{g}:output_AUX0"),
-                &format!("{HW_OUT}:playback_AUX0"),
-            )
+            .link(&out, &format!("{HW_OUT}:playback_AUX0"))
             .unwrap();
+        names.extend([m, t, g]);
     }
     stack
-        .wait_until("all six plugin nodes running", T, |g| {
-            [
-                "conf-meter",
-                "conf-tap",
-                "conf-gen",
-                "cli-meter",
-                "cli-tap",
-                "cli-gen",
-            ]
-            .iter()
-            .all(|n| g.node(n).is_some_and(|n| n.state == "running"))
+        .wait_until("all twelve plugin nodes running", T, |g| {
+            names
+                .iter()
+                .all(|n| g.node(n).is_some_and(|n| n.state == "running"))
         })
         .unwrap();
     // pw-top's last snapshot: every plugin node running (R) with no errors (ERR column).
     let top = stack.run("pw-top", &["-b", "-n", "3"]).unwrap();
     let last = top.rsplit("NAME").next().unwrap();
-    for n in [
-        "conf-meter",
-        "conf-tap",
-        "conf-gen",
-        "cli-meter",
-        "cli-tap",
-        "cli-gen",
-    ] {
+    for n in &names {
         let line = last
             .lines()
-            .find(|l| l.split_whitespace().last() == Some(n))
+            .find(|l| l.split_whitespace().last() == Some(n.as_str()))
             .unwrap_or_else(|| panic!("{n} not in pw-top:\n{top}"));
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!((cols[0], cols[8]), ("R", "0"), "pw-top: {line}");
     }
+    // Behind the adapter, `node.channel-names` makes its port names one-based too.
+    create_via(
+        &stack,
+        Via::Adapter,
+        "mugge.meter",
+        "cli-adapter-named",
+        "Stream/Input/Audio",
+        "audio.channels=3 node.channel-names=[ 1 2 3 ]",
+    )
+    .unwrap();
+    stack
+        .wait_for_port("cli-adapter-named", "input_3", T)
+        .unwrap();
+    let gr = stack.dump().unwrap();
+    let node = gr.node("cli-adapter-named").unwrap();
+    let port = gr
+        .ports_of(node.id)
+        .into_iter()
+        .find(|p| p.name == "input_3")
+        .unwrap();
+    assert_eq!(port.channel, "AUX2");
     let p = stack.profile(200).unwrap();
     assert_eq!(p.xruns, 0);
-    for n in ["conf-meter", "cli-tap", "cli-gen"] {
+    for n in [
+        "conf-bare-meter",
+        "cli-bare-tap",
+        "cli-bare-gen",
+        "conf-adapter-meter",
+    ] {
         assert!(
             p.node(n).is_some_and(|c| c.cycles > 100),
             "{n} is scheduled every cycle"
@@ -316,9 +423,12 @@ fn meter_reads_a_known_sine_within_0_05_db_with_increasing_graph_clock_stamps() 
     let stack = start(Stack::builder());
     siggen(&stack, "gen").unwrap();
     meter(&stack, "meter", 2, "").unwrap();
-    stack.link("gen:output_AUX0", "meter:input_AUX0").unwrap();
+    // The same meter behind the adapter reads the same.
+    meter_via(&stack, Via::Adapter, "meter-a", 2, "").unwrap();
+    stack.link("gen:output_1", "meter:input_1").unwrap();
+    stack.link("gen:output_1", "meter-a:input_AUX0").unwrap();
     stack
-        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .link("gen:output_1", &format!("{HW_OUT}:playback_AUX0"))
         .unwrap();
     let path = node_prop(&stack, "meter", "mugge.meter.socket").unwrap();
     assert_eq!(socket_mode(&path), 0o600);
@@ -364,6 +474,15 @@ fn meter_reads_a_known_sine_within_0_05_db_with_increasing_graph_clock_stamps() 
         "{:?}",
         b["meter.peak"]
     );
+    let a = params(&stack, "meter-a").unwrap();
+    assert!(
+        (f64_at(&a["meter.peak"], 0) + 26.0).abs() < 0.05
+            && (f64_at(&a["meter.rms"], 0) - rms_ref).abs() < 0.05
+            && f64_at(&a["meter.peak"], 1) < -150.0,
+        "adapter meter: {:?} {:?}",
+        a["meter.peak"],
+        a["meter.rms"]
+    );
 }
 
 fn burst(freq: f64, amp: f32, secs: f64) -> Vec<f32> {
@@ -397,13 +516,13 @@ fn ppm_bursts_read_as_iec_60268_10_says() {
     stack
         .link(
             &format!("{}:output_AUX0", player.node_name()),
-            "ppm1:input_AUX0",
+            "ppm1:input_1",
         )
         .unwrap();
     stack
         .link(
             &format!("{}:output_AUX0", player.node_name()),
-            "ppm2:input_AUX0",
+            "ppm2:input_1",
         )
         .unwrap();
     stack
@@ -453,7 +572,7 @@ fn clip_latch_holds_until_reset() {
     stack
         .link(
             &format!("{}:output_AUX0", player.node_name()),
-            "clipm:input_AUX0",
+            "clipm:input_1",
         )
         .unwrap();
     stack
@@ -495,9 +614,9 @@ fn tap_delivers_bit_exact_generator_samples_with_correct_headers() {
     let stack = start(Stack::builder());
     siggen(&stack, "gen").unwrap();
     tap(&stack, "tap", 1).unwrap();
-    stack.link("gen:output_AUX0", "tap:input_AUX0").unwrap();
+    stack.link("gen:output_1", "tap:input_1").unwrap();
     stack
-        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .link("gen:output_1", &format!("{HW_OUT}:playback_AUX0"))
         .unwrap();
     let mut r = Reader::connect(&node_prop(&stack, "tap", "mugge.tap.socket").unwrap()).unwrap();
     r.tap_frames(Duration::from_millis(300));
@@ -545,11 +664,11 @@ fn tap_serves_three_readers_and_a_stalled_one_costs_the_others_nothing() {
     tap(&stack, "tap8", 8).unwrap();
     for c in 0..8 {
         stack
-            .link("gen:output_AUX0", &format!("tap8:input_AUX{c}"))
+            .link("gen:output_1", &format!("tap8:input_{}", c + 1))
             .unwrap();
     }
     stack
-        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .link("gen:output_1", &format!("{HW_OUT}:playback_AUX0"))
         .unwrap();
     set_params(
         &stack,
@@ -605,9 +724,9 @@ fn siggen_property_fuzz_never_exceeds_minus_20_dbfs() {
     let stack = start(Stack::builder());
     siggen(&stack, "gen").unwrap();
     tap(&stack, "tap", 1).unwrap();
-    stack.link("gen:output_AUX0", "tap:input_AUX0").unwrap();
+    stack.link("gen:output_1", "tap:input_1").unwrap();
     stack
-        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .link("gen:output_1", &format!("{HW_OUT}:playback_AUX0"))
         .unwrap();
     let path = node_prop(&stack, "tap", "mugge.tap.socket").unwrap();
     let mut x = 0x9e37_79b9u32;
@@ -690,9 +809,9 @@ fn tapped_pink_noise_slope_and_sweep_frequency_law() {
     let stack = start(Stack::builder());
     siggen(&stack, "gen").unwrap();
     tap(&stack, "tap", 1).unwrap();
-    stack.link("gen:output_AUX0", "tap:input_AUX0").unwrap();
+    stack.link("gen:output_1", "tap:input_1").unwrap();
     stack
-        .link("gen:output_AUX0", &format!("{HW_OUT}:playback_AUX0"))
+        .link("gen:output_1", &format!("{HW_OUT}:playback_AUX0"))
         .unwrap();
     let mut r = Reader::connect(&node_prop(&stack, "tap", "mugge.tap.socket").unwrap()).unwrap();
     set_params(

@@ -332,6 +332,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_bare_plugin_nodes_one_based_port_names_do_not_shift_its_channels() {
+        // A bare mugge meter: ports `input_1`.. say AUX0.., listed out of order.
+        let mut g = G::new();
+        let id = g.node(
+            "mugge-meter-hw-in",
+            &["AUX0", "AUX1", "AUX2"],
+            false,
+            false,
+            false,
+        );
+        g.port(id, Direction::In, 2, Some("AUX2"), false, "input_3");
+        g.port(id, Direction::In, 0, Some("AUX0"), false, "input_1");
+        g.port(id, Direction::In, 1, Some("AUX1"), false, "input_2");
+        for ch in 1..=3 {
+            let p =
+                g.g.resolve("mugge-meter-hw-in", Direction::In, ch, false)
+                    .unwrap();
+            assert_eq!(g.g.ports[&p].name, format!("input_{ch}"));
+        }
+        assert_eq!(
+            g.g.resolve("mugge-meter-hw-in", Direction::In, 4, false),
+            None
+        );
+    }
+
+    #[test]
     fn mono_and_jack_nodes_resolve_without_name_guessing() {
         let mut g = G::new();
         g.node("umik1-in", &["MONO"], false, true, false);

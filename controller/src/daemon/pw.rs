@@ -761,9 +761,17 @@ impl Engine {
         props.insert("audio.channels", n.channels.to_string());
         props.insert("audio.position", format!("[ {} ]", positions.join(" ")));
         props.insert("mugge.channels", n.channels.to_string());
+        // Bare, with one DSP port per channel: links go straight to the node, no converter
+        // (half the graph time of the adapter's layout, see docs/plugin.md). The ports are
+        // still found from the registry: each says its `audio.channel` (AUX0..), the node its
+        // `audio.position`.
+        props.insert("mugge.ports", "dsp");
         props.insert("node.autoconnect", "false");
         props.insert("object.linger", "true");
-        match conn.core.create_object::<pw::node::Node>("adapter", &props) {
+        match conn
+            .core
+            .create_object::<pw::node::Node>("spa-node-factory", &props)
+        {
             Ok(node) => {
                 let weak = self.weak.clone();
                 let name = n.name.clone();

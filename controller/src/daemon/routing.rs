@@ -31,7 +31,7 @@ pub fn filters_out(tag: &str) -> String {
     format!("{FILTERS_OUT_PREFIX}{tag}")
 }
 
-/// Names of nodes the controller itself creates through the adapter factory.
+/// Names of nodes the controller itself creates (bare plugin nodes, see docs/plugin.md).
 pub fn is_plugin_node(name: &str) -> bool {
     matches!(
         name,
@@ -172,7 +172,8 @@ impl Route {
     }
 }
 
-/// A plugin node the controller creates (adapter factory, `factory.name = mugge.*`).
+/// A plugin node the controller creates (bare, `spa-node-factory` with `factory.name = mugge.*`
+/// and `mugge.ports = dsp`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginNode {
     pub name: String,

@@ -107,17 +107,25 @@ impl Ballistics {
         }
     }
 
+    /// The PPM integrator's (attack, release) coefficients per group step.
+    pub fn ppm_coefficients(&self) -> (f32, f32) {
+        (self.ppm_attack, self.ppm_release)
+    }
+
     /// The RMS window actually used, in seconds (a whole number of sub-blocks).
     pub fn rms_window_s(&self) -> f64 {
         (self.rms_block_len as usize * RMS_BLOCKS) as f64 / self.rate as f64
     }
 }
 
-/// max |x| of a block: NaN ignored, infinity read as `f32::MAX`. Eight lanes so it vectorizes.
+/// Independent accumulators in the block loops: enough that the add/max latency of one does
+/// not stall the next (32 f32 = 8 SSE registers).
+const ACC_LANES: usize = 32;
+
+/// max |x| of a block: NaN ignored, infinity read as `f32::MAX`. Many lanes so it vectorizes.
 fn block_peak(s: &[f32]) -> f32 {
-    let mut m = [0f32; 8];
-    let chunks = s.chunks_exact(8);
-    let rest = chunks.remainder();
+    let mut m = [0f32; ACC_LANES];
+    let (chunks, rest) = s.as_chunks::<ACC_LANES>();
     for c in chunks {
         for (l, x) in m.iter_mut().zip(c) {
             let a = x.abs();
@@ -131,30 +139,30 @@ fn block_peak(s: &[f32]) -> f32 {
     r.min(f32::MAX)
 }
 
-/// max |x| of one PPM group (NaN ignored).
+/// max |x| of one PPM group (NaN ignored, never chosen): four lanes down the group (vertical
+/// maxima vectorize), then across the lanes.
 #[inline]
-fn group_peak(c: &[f32]) -> f32 {
-    let mut m = [0f32; PPM_DECIMATION];
-    for (l, x) in m.iter_mut().zip(c) {
-        *l = x.abs();
-    }
-    let mut w = PPM_DECIMATION / 2;
-    while w > 0 {
-        for i in 0..w {
-            // `>` (not f32::max): one max instruction; a NaN lane is simply never chosen
-            // unless it is lane 0, and a NaN group peak reads as silence downstream.
-            m[i] = if m[i + w] > m[i] { m[i + w] } else { m[i] };
+fn group_peak(c: &[f32; PPM_DECIMATION]) -> f32 {
+    let mut m = [0f32; 4];
+    for q in c.as_chunks::<4>().0 {
+        for (l, x) in m.iter_mut().zip(q) {
+            let a = x.abs();
+            *l = if a > *l { a } else { *l };
         }
-        w /= 2;
     }
-    m[0]
+    let m0 = if m[2] > m[0] { m[2] } else { m[0] };
+    let m1 = if m[3] > m[1] { m[3] } else { m[1] };
+    if m1 > m0 {
+        m1
+    } else {
+        m0
+    }
 }
 
-/// Sum of squares: eight f32 lanes (at most one RMS sub-block long), summed in f64.
+/// Sum of squares: f32 lanes (at most one RMS sub-block long), summed in f64.
 fn sum_squares(s: &[f32]) -> f64 {
-    let mut m = [0f32; 8];
-    let chunks = s.chunks_exact(8);
-    let rest = chunks.remainder();
+    let mut m = [0f32; ACC_LANES];
+    let (chunks, rest) = s.as_chunks::<ACC_LANES>();
     for c in chunks {
         for (l, x) in m.iter_mut().zip(c) {
             *l += x * x;
@@ -170,8 +178,26 @@ fn sum_squares(s: &[f32]) -> f64 {
 /// integration time is within half a step (< 0.1 dB) of the definition whatever its phase.
 pub const PPM_DECIMATION: usize = 8;
 
+/// Most samples [`ChannelMeter::process_deferred`] takes at once (the largest quantum).
+pub const PIECE: usize = 8192;
+/// Room for the group peaks of one piece (a head group completed from the previous call, then
+/// whole groups).
+pub const GROUPS_PER_PIECE: usize = PIECE / PPM_DECIMATION + 1;
+
+/// A group peak as the integrator takes it: infinity as full scale (and NaN, which the peak
+/// functions never return, as silence).
 #[inline]
-fn ppm_step(e: f32, a: f32, attack: f32, release: f32) -> f32 {
+pub fn sane_group(g: f32) -> f32 {
+    if g >= 0.0 {
+        g.min(f32::MAX)
+    } else {
+        0.0
+    }
+}
+
+/// One step of the PPM integrator on a group peak `a`.
+#[inline]
+pub fn ppm_step(e: f32, a: f32, attack: f32, release: f32) -> f32 {
     if a > e {
         e + attack * (a - e)
     } else {
@@ -292,13 +318,33 @@ impl Default for ChannelMeter {
 
 impl ChannelMeter {
     /// Feeds one cycle of samples. Bounded: O(samples.len()), block-wise so it vectorizes: one
-    /// pass over groups of [`PPM_DECIMATION`] samples gives the peak, the PPM steps and where the
-    /// peak sits; one pass sums the squares.
+    /// pass over groups of [`PPM_DECIMATION`] samples gives the group peaks (whose maximum is
+    /// the block peak), one sums the squares, then the PPM integrator steps once per group.
     pub fn process(&mut self, b: &Ballistics, samples: &[f32]) {
-        if samples.is_empty() {
-            return;
+        // A cycle longer than the scratch is fed in pieces: same result (the state carries on).
+        let mut gp = [0f32; GROUPS_PER_PIECE];
+        for piece in samples.chunks(PIECE) {
+            let n = self.process_deferred(b, piece, &mut gp);
+            self.ppm_run(b, &gp[..n]);
         }
-        let (p, seg) = self.peak_and_ppm(b, samples);
+    }
+
+    /// Everything of [`ChannelMeter::process`] except the PPM integrator's steps: the peaks of
+    /// the groups completed in `samples` (at most [`PIECE`] long) go to `gp` in order and their
+    /// count is returned; [`ChannelMeter::ppm_run`] (or a lockstep run over several channels,
+    /// see `snapshot::Meter::process_planes`) must step them before the next call. Deferring
+    /// the one serial recursion lets it run for several channels at once.
+    pub fn process_deferred(
+        &mut self,
+        b: &Ballistics,
+        samples: &[f32],
+        gp: &mut [f32; GROUPS_PER_PIECE],
+    ) -> usize {
+        let samples = &samples[..samples.len().min(PIECE)];
+        if samples.is_empty() {
+            return 0;
+        }
+        let (p, seg, n) = self.peak_and_groups(samples, gp);
         if p > self.peak {
             self.peak = p;
         }
@@ -309,35 +355,79 @@ impl ChannelMeter {
         }
         self.display_block(b, samples, p, seg);
         self.rms_block(b, samples);
+        n
     }
 
-    /// Block peak (NaN ignored, infinity as `f32::MAX`), the start of the last group holding it,
-    /// and the PPM integrator stepped over every completed group.
-    fn peak_and_ppm(&mut self, b: &Ballistics, s: &[f32]) -> (f32, usize) {
+    /// The PPM integrator's value and its maximum since the last reading.
+    pub fn ppm_state(&self) -> (f32, f32) {
+        (self.ppm, self.ppm_max)
+    }
+
+    /// Sets what [`ChannelMeter::ppm_state`] returns (after stepping it elsewhere).
+    pub fn set_ppm_state(&mut self, (ppm, ppm_max): (f32, f32)) {
+        (self.ppm, self.ppm_max) = (ppm, ppm_max);
+    }
+
+    /// Steps the PPM integrator over the group peaks `gp` (from `process_deferred`).
+    pub fn ppm_run(&mut self, b: &Ballistics, gp: &[f32]) {
+        let (mut e, mut m) = (self.ppm, self.ppm_max);
+        for g in gp {
+            e = ppm_step(e, sane_group(*g), b.ppm_attack, b.ppm_release);
+            m = if e > m { e } else { m };
+        }
+        (self.ppm, self.ppm_max) = (e, m);
+    }
+
+    /// Block peak (NaN ignored, infinity as `f32::MAX`), the start of the last group holding
+    /// it, and the peaks of the PPM groups completed here (written to `gp`, count returned).
+    /// The group peaks are independent of each other, so this pass has no serial dependency.
+    fn peak_and_groups(
+        &mut self,
+        s: &[f32],
+        gp: &mut [f32; GROUPS_PER_PIECE],
+    ) -> (f32, usize, usize) {
         let head_len = if self.ppm_n == 0 {
             0
         } else {
             (PPM_DECIMATION - self.ppm_n).min(s.len())
         };
         let (head, body) = s.split_at(head_len);
-        let (mut p, mut at) = (0f32, 0usize);
+        let mut n = 0;
+        let mut head_peak = 0f32;
         if !head.is_empty() {
-            p = block_peak(head);
-            self.ppm_acc = self.ppm_acc.max(p);
+            head_peak = block_peak(head);
+            self.ppm_acc = self.ppm_acc.max(head_peak);
             self.ppm_n += head.len();
             if self.ppm_n == PPM_DECIMATION {
-                self.ppm_group(b, self.ppm_acc);
+                gp[0] = self.ppm_acc;
+                n = 1;
+                self.ppm_acc = 0.0;
+                self.ppm_n = 0;
             }
         }
-        let groups = body.chunks_exact(PPM_DECIMATION);
-        let rest = groups.remainder();
-        for (k, c) in groups.enumerate() {
-            let g = group_peak(c);
-            if g >= p {
-                p = g;
-                at = head_len + k * PPM_DECIMATION;
+        let first = n;
+        let (groups, rest) = body.as_chunks::<PPM_DECIMATION>();
+        for (d, c) in gp[first..].iter_mut().zip(groups) {
+            *d = group_peak(c);
+            n += 1;
+        }
+        let body_groups = &gp[first..n];
+        // The block peak: a max over the group peaks (vectorizes), then where it last occurs.
+        let mut lanes = [0f32; 8];
+        let chunks = body_groups.chunks_exact(8);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for (l, g) in lanes.iter_mut().zip(c) {
+                *l = if *g > *l { *g } else { *l };
             }
-            self.ppm_group(b, g);
+        }
+        let mut p = lanes
+            .iter()
+            .chain(tail)
+            .fold(head_peak, |a, g| if *g > a { *g } else { a });
+        let mut at = 0;
+        if let Some(k) = body_groups.iter().rposition(|g| *g >= p) {
+            at = head_len + k * PPM_DECIMATION;
         }
         if !rest.is_empty() {
             let g = block_peak(rest);
@@ -348,19 +438,7 @@ impl ChannelMeter {
             self.ppm_acc = g;
             self.ppm_n = rest.len();
         }
-        (p.min(f32::MAX), at)
-    }
-
-    #[inline]
-    fn ppm_group(&mut self, b: &Ballistics, g: f32) {
-        // NaN (possible from group_peak) reads as silence.
-        let g = if g >= 0.0 { g.min(f32::MAX) } else { 0.0 };
-        self.ppm = ppm_step(self.ppm, g, b.ppm_attack, b.ppm_release);
-        if self.ppm > self.ppm_max {
-            self.ppm_max = self.ppm;
-        }
-        self.ppm_acc = 0.0;
-        self.ppm_n = 0;
+        (p.min(f32::MAX), at, n)
     }
 
     /// Moves the display envelope `k` samples on without input above it.

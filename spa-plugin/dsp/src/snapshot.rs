@@ -10,7 +10,9 @@
 //!                   u32 clip count, u32 flags (bit 0 = clip latched)
 //! ```
 
-use crate::meter::{Ballistics, ChannelMeter, ChannelReading};
+use crate::meter::{
+    ppm_step, sane_group, Ballistics, ChannelMeter, ChannelReading, GROUPS_PER_PIECE, PIECE,
+};
 use crate::MAX_CHANNELS;
 
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"MUGM";
@@ -172,7 +174,14 @@ pub struct Meter {
     channels: Vec<ChannelMeter>,
     clock: SnapshotClock,
     seq: u64,
+    /// Group peaks of up to [`LANES`] channels, channel-major (preallocated: no allocation
+    /// while processing).
+    scratch: Box<[[f32; GROUPS_PER_PIECE]; LANES]>,
 }
+
+/// Channels whose PPM integrators step in lockstep: independent recursions side by side keep
+/// the CPU busy where one alone waits on each step's result.
+pub const LANES: usize = 8;
 
 impl Meter {
     /// Allocates every channel's state (main thread).
@@ -182,6 +191,7 @@ impl Meter {
             channels: vec![ChannelMeter::default(); channels.clamp(1, MAX_CHANNELS)],
             clock: SnapshotClock::new(snapshot_hz),
             seq: 0,
+            scratch: Box::new([[0.0; GROUPS_PER_PIECE]; LANES]),
         }
     }
 
@@ -199,8 +209,72 @@ impl Meter {
 
     /// Feeds channel `ch` (zero-based); channels out of range are ignored.
     pub fn process_channel(&mut self, ch: usize, samples: &[f32]) {
+        let b = &self.ballistics;
+        let gp = &mut self.scratch[0];
         if let Some(m) = self.channels.get_mut(ch) {
-            m.process(&self.ballistics, samples);
+            for piece in samples.chunks(PIECE) {
+                let n = m.process_deferred(b, piece, gp);
+                m.ppm_run(b, &gp[..n]);
+            }
+        }
+    }
+
+    /// Feeds one cycle of every channel (`planes[c]` is channel c, zero-based; extra planes are
+    /// ignored). Same result as [`Meter::process_channel`] per channel, cheaper: the PPM
+    /// integrators of up to [`LANES`] channels step side by side.
+    pub fn process_planes(&mut self, planes: &[&[f32]]) {
+        let n_ch = planes.len().min(self.channels.len());
+        let b = &self.ballistics;
+        let (attack, release) = b.ppm_coefficients();
+        let mut first = 0;
+        while first < n_ch {
+            let lanes = (n_ch - first).min(LANES);
+            let chans = &mut self.channels[first..first + lanes];
+            let planes = &planes[first..first + lanes];
+            if planes.iter().any(|p| p.len() > PIECE) {
+                // Longer than one piece (never at PipeWire's quanta): channel by channel.
+                for (m, p) in chans.iter_mut().zip(planes) {
+                    for piece in p.chunks(PIECE) {
+                        let gp = &mut self.scratch[0];
+                        let n = m.process_deferred(b, piece, gp);
+                        m.ppm_run(b, &gp[..n]);
+                    }
+                }
+                first += lanes;
+                continue;
+            }
+            let mut counts = [0usize; LANES];
+            for ((m, p), (gp, n)) in chans
+                .iter_mut()
+                .zip(planes)
+                .zip(self.scratch.iter_mut().zip(counts.iter_mut()))
+            {
+                *n = m.process_deferred(b, p, gp);
+            }
+            let steps = counts[0];
+            if counts[..lanes].iter().all(|n| *n == steps) {
+                let mut e = [0f32; LANES];
+                let mut mx = [0f32; LANES];
+                for (l, m) in chans.iter().enumerate() {
+                    (e[l], mx[l]) = m.ppm_state();
+                }
+                for k in 0..steps {
+                    for l in 0..lanes {
+                        let g = sane_group(self.scratch[l][k]);
+                        e[l] = ppm_step(e[l], g, attack, release);
+                        mx[l] = if e[l] > mx[l] { e[l] } else { mx[l] };
+                    }
+                }
+                for (l, m) in chans.iter_mut().enumerate() {
+                    m.set_ppm_state((e[l], mx[l]));
+                }
+            } else {
+                // Channels out of step (planes of different lengths): one by one.
+                for ((m, gp), n) in chans.iter_mut().zip(self.scratch.iter()).zip(counts) {
+                    m.ppm_run(b, &gp[..n]);
+                }
+            }
+            first += lanes;
         }
     }
 
@@ -240,6 +314,58 @@ impl Meter {
 mod tests {
     use super::*;
     use crate::meter::PpmType;
+
+    /// The lockstep path reads exactly what the channel-by-channel path reads, whatever the
+    /// channel count, cycle length (odd ones leave partial PPM groups) or input (NaN, inf).
+    #[test]
+    fn process_planes_matches_channel_by_channel() {
+        let mut x = 0x9e37_79b9u32;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / 8_388_608.0 - 1.0
+        };
+        for channels in [1usize, 3, 8, 11, 24] {
+            let b = Ballistics::new(48000, PpmType::TypeI, 0.3);
+            let mut a = Meter::new(channels, b, 30.0);
+            let mut c = Meter::new(channels, b, 30.0);
+            for (cycle, len) in [1024usize, 13, 128, 1000, 7, 256, 1024, 9000]
+                .iter()
+                .cycle()
+                .take(60)
+                .enumerate()
+            {
+                let planes: Vec<Vec<f32>> = (0..channels)
+                    .map(|ch| {
+                        (0..*len)
+                            .map(|i| {
+                                let env = if (cycle + ch) % 5 == 0 { 1.2 } else { 0.3 };
+                                match (cycle * 7 + ch * 3 + i) % 4001 {
+                                    0 => f32::NAN,
+                                    1 => f32::INFINITY,
+                                    _ => rnd() * env,
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+                a.process_planes(&refs);
+                for (ch, p) in planes.iter().enumerate() {
+                    c.process_channel(ch, p);
+                }
+                let (sa, sc) = (
+                    a.end_cycle(*len as u32, 0, 0),
+                    c.end_cycle(*len as u32, 0, 0),
+                );
+                assert_eq!(sa.is_some(), sc.is_some());
+                if let (Some(sa), Some(sc)) = (sa, sc) {
+                    assert_eq!(sa.channels(), sc.channels(), "{channels} ch, cycle {cycle}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn cadence_follows_rate_and_quantum() {
