@@ -1536,7 +1536,9 @@ unsafe fn process_input_dsp(rt: &mut Rt) -> c_int {
             {
                 let b = &*port.buffers[io.buffer_id as usize];
                 if b.n_datas > 0 {
-                    *p = plane(b.datas, params::MAX_QUANTUM as usize);
+                    // One cycle is `duration` samples: a peer that drives itself (a null sink
+                    // outside the hardware's group) hands over whole 8192-sample buffers.
+                    *p = plane(b.datas, quantum);
                     any = true;
                 }
             }
@@ -1991,6 +1993,39 @@ mod tests {
             panic!("no meter.peak");
         };
         assert!(peak[1] < -150.0, "{peak:?}");
+        assert!((peak[0] - (-12.04)).abs() < 0.05, "{peak:?}");
+    }
+
+    #[test]
+    fn dsp_port_reads_one_cycle_even_from_a_longer_buffer() {
+        // A peer that drives itself (a null sink outside the hardware's group) hands over
+        // buffers longer than the cycle: only `duration` samples belong to it.
+        let path = sock("meter-dsp-long");
+        let mut props = vec![
+            (c"audio.channels", c"1"),
+            (c"meter.socket", path.as_c_str()),
+            (c"node.name", c"m1"),
+        ];
+        props.extend(layout_props(true));
+        let mut h = FakeHost::new(0, &props, 1);
+        h.pos.clock.duration = 256;
+        h.plane(0).fill(1.0);
+        h.plane(0)[..256].fill(0.25);
+        let (m, o) = h.methods();
+        for _ in 0..40 {
+            h.ports[0].io.status = sys::SPA_STATUS_HAVE_DATA as i32;
+            h.ports[0].io.buffer_id = 0;
+            h.pos.clock.position += 256;
+            // SAFETY: the node's process with its IO areas set up.
+            let r = unsafe { (m.process.unwrap())(o) };
+            assert_eq!(r, sys::SPA_STATUS_HAVE_DATA as c_int);
+            h.poll();
+        }
+        let v = h.poll();
+        let Some((_, params::Param::Floats(peak))) = v.iter().find(|(k, _)| *k == "meter.peak")
+        else {
+            panic!("no meter.peak");
+        };
         assert!((peak[0] - (-12.04)).abs() < 0.05, "{peak:?}");
     }
 
