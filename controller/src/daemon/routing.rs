@@ -17,6 +17,8 @@ pub const INEARS: &str = "mugge-inears";
 pub const METER_PROGRAM: &str = "mugge-meter-program";
 pub const METER_HW_OUT: &str = "mugge-meter-hw-out";
 pub const METER_HW_IN: &str = "mugge-meter-hw-in";
+/// The measurement mic's meter (Measurement mode only): level finding and the safety layer.
+pub const METER_MIC: &str = "mugge-meter-mic";
 pub const SIGGEN: &str = "mugge-siggen";
 pub const TAP_PREFIX: &str = "mugge-tap-";
 pub const FILTERS_IN_PREFIX: &str = "mugge-filters-in.";
@@ -31,7 +33,10 @@ pub fn filters_out(tag: &str) -> String {
 
 /// Names of nodes the controller itself creates through the adapter factory.
 pub fn is_plugin_node(name: &str) -> bool {
-    matches!(name, METER_PROGRAM | METER_HW_OUT | METER_HW_IN | SIGGEN)
+    matches!(
+        name,
+        METER_PROGRAM | METER_HW_OUT | METER_HW_IN | METER_MIC | SIGGEN
+    )
         || name.starts_with(TAP_PREFIX)
 }
 
@@ -433,6 +438,20 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
             channels: 1,
         });
         routes.push(plugin(End::new(MIC, 1), End::new(&tap, 1)));
+        // The generator's own output as the measurement's timing and signal reference.
+        let reference = format!("{TAP_PREFIX}{SIGGEN}");
+        plugins.push(PluginNode {
+            name: reference.clone(),
+            factory: "mugge.tap".into(),
+            channels: 1,
+        });
+        routes.push(plugin(End::new(SIGGEN, 1), End::new(&reference, 1)));
+        plugins.push(PluginNode {
+            name: METER_MIC.into(),
+            factory: "mugge.meter".into(),
+            channels: 1,
+        });
+        routes.push(plugin(End::new(MIC, 1), End::new(METER_MIC, 1)));
     }
 
     for (source, channels) in inp.taps {
