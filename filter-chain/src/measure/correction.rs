@@ -96,7 +96,7 @@ impl Default for CorrectionParams {
 }
 
 impl CorrectionParams {
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let ok = self.lo_hz > 0.0
             && self.hi_hz > self.lo_hz
             && self.transition_oct >= 0.0
@@ -187,7 +187,7 @@ pub fn cut_only(
 }
 
 /// 1 inside the range, a raised-cosine fade (log frequency) to 0 over `transition_oct` outside.
-fn weight(f: f64, p: &CorrectionParams) -> f64 {
+pub(crate) fn weight(f: f64, p: &CorrectionParams) -> f64 {
     let oct = if f < p.lo_hz {
         (p.lo_hz / f).log2()
     } else if f > p.hi_hz {

@@ -10,6 +10,7 @@
 //! - [`response`]: frequency-dependent windowed magnitude response, averaging, 1/N-octave smoothing.
 //! - [`correction`]: cut-only correction against a target curve.
 //! - [`alignment`]: per-channel delays and level trims.
+//! - [`design`]: measured channels -> corrections, delays, trims, a gated set; verification.
 //! - [`calibration`]: miniDSP/UMIK-1 calibration files, mic sensitivity to absolute SPL.
 //! - [`analysis`]: the above in one call per channel.
 //! - [`record`]: saved measurements (raw captures, settings, clock stamps) and their analysis.
@@ -22,6 +23,7 @@ pub mod arrival;
 pub mod calibration;
 pub mod correction;
 pub mod deconvolve;
+pub mod design;
 pub mod distortion;
 pub mod record;
 pub mod response;
