@@ -36,8 +36,7 @@ pub fn is_plugin_node(name: &str) -> bool {
     matches!(
         name,
         METER_PROGRAM | METER_HW_OUT | METER_HW_IN | METER_MIC | SIGGEN
-    )
-        || name.starts_with(TAP_PREFIX)
+    ) || name.starts_with(TAP_PREFIX)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -190,7 +190,11 @@ mod tests {
         assert_eq!(t.cut(103, 2), None);
         assert_eq!(t.nsec_at(103), Some(102_000));
         t.push(&frame(106, 7, &[1.0]));
-        assert_eq!(t.lost(), 2 + 2, "two frames the plugin lost, two missing positions");
+        assert_eq!(
+            t.lost(),
+            2 + 2,
+            "two frames the plugin lost, two missing positions"
+        );
         assert_eq!(t.at(106), Some(1.0));
         assert_eq!(t.end(), Some(107));
         assert_eq!(t.silent_tail(), 0);

@@ -270,7 +270,11 @@ mod tests {
     }
 
     /// A room where the mic reads `gain_db` + the level (pink RMS is 12 dB under its peak).
-    fn run(cfg: &MeasureConfig, ambient: f64, gain_db: f64) -> Result<(f64, Vec<(f64, f64)>), Abort> {
+    fn run(
+        cfg: &MeasureConfig,
+        ambient: f64,
+        gain_db: f64,
+    ) -> Result<(f64, Vec<(f64, f64)>), Abort> {
         let mut f = Finder::new(cfg, SENS, None);
         let mut level: Option<f64> = match f.start() {
             Step::SetLevel(l) => Some(l),
@@ -339,9 +343,6 @@ mod tests {
         assert!(matches!(e, Abort::TooLoud { .. }), "{e}");
         let mut silent = reading(4, 60.0);
         silent.peak_dbfs = -200.0;
-        assert!(matches!(
-            f.on_snapshot(&silent),
-            Err(Abort::MicLost { .. })
-        ));
+        assert!(matches!(f.on_snapshot(&silent), Err(Abort::MicLost { .. })));
     }
 }

@@ -34,9 +34,15 @@ pub fn sweep(s: &SweepParams) -> Params {
     vec![
         p("siggen.sweep.start", PropValue::Float(s.start_hz as f32)),
         p("siggen.sweep.end", PropValue::Float(s.end_hz as f32)),
-        p("siggen.sweep.duration", PropValue::Float(s.duration_s as f32)),
+        p(
+            "siggen.sweep.duration",
+            PropValue::Float(s.duration_s as f32),
+        ),
         p("siggen.sweep.fade-in", PropValue::Float(s.fade_in_s as f32)),
-        p("siggen.sweep.fade-out", PropValue::Float(s.fade_out_s as f32)),
+        p(
+            "siggen.sweep.fade-out",
+            PropValue::Float(s.fade_out_s as f32),
+        ),
         p("siggen.repeat", PropValue::Bool(false)),
         p("siggen.level", PropValue::Float(s.level_dbfs as f32)),
         p("siggen.signal", PropValue::Str("sweep".into())),

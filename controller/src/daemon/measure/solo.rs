@@ -72,7 +72,10 @@ mod tests {
         assert_eq!(gen(&restrict(t.clone(), &[2])), vec![2]);
         assert!(gen(&restrict(t.clone(), &[])).is_empty());
         // The reference tap stays whatever is selected.
-        assert!(restrict(t, &[]).routes.iter().any(|r| r.from.node == routing::SIGGEN));
+        assert!(restrict(t, &[])
+            .routes
+            .iter()
+            .any(|r| r.from.node == routing::SIGGEN));
         let g = gains(&[(1, 1.0), (2, 0.5), (3, 0.89)], Some(2));
         assert_eq!(
             g,
