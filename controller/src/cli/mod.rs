@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod filters;
 pub mod links;
+pub mod measure;
 pub mod meters;
 pub mod mode;
 pub mod profile;

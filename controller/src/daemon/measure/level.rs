@@ -4,7 +4,8 @@
 //!
 //! Safety, checked on every snapshot while the generator may play:
 //! - too loud: RMS above target + `abort_above_db`, or peak above that + the crest allowance;
-//! - mic silent: digital silence (peak below [`DIGITAL_SILENCE_DBFS`]): no cable, no signal.
+//! - mic silent: digital silence (peak below [`DIGITAL_SILENCE_DBFS`]) while the generator's
+//!   sound should be at the mic: no cable, no signal.
 //!
 //! Level finding: ambient first (generator silent; too close to the target aborts), then pink
 //! noise from `start_level_dbfs`, raised by at most `max_step_db` per step, each step read
@@ -114,8 +115,10 @@ impl Guard {
         }
     }
 
-    pub fn check(&self, r: &Reading) -> Result<(), Abort> {
-        if r.peak_dbfs < DIGITAL_SILENCE_DBFS {
+    /// `expect_sound`: the generator plays and its sound has reached the mic, so digital
+    /// silence means the mic is gone (between sounds a simulated, noiseless room is silent).
+    pub fn check(&self, r: &Reading, expect_sound: bool) -> Result<(), Abort> {
+        if expect_sound && r.peak_dbfs < DIGITAL_SILENCE_DBFS {
             return Err(Abort::MicLost {
                 why: format!(
                     "digital silence ({:.0} dBFS peak, snapshot {})",
@@ -161,6 +164,8 @@ pub struct Finder {
     guard: Guard,
     phase: Phase,
     settle: u32,
+    /// Powers (linear) of the snapshots read after settling.
+    acc: Vec<f64>,
     level: f64,
     pub ambient_spl_db: Option<f64>,
     /// (level dBFS, SPL read) per finished step.
@@ -178,6 +183,7 @@ impl Finder {
                 Phase::Ambient
             },
             settle: cfg.settle_snapshots,
+            acc: Vec::new(),
             level: cfg.start_level_dbfs.min(GENERATOR_CAP_DBFS),
             ambient_spl_db: ambient,
             steps: Vec::new(),
@@ -206,12 +212,21 @@ impl Finder {
     }
 
     pub fn on_snapshot(&mut self, r: &Reading) -> Result<Step, Abort> {
-        self.guard.check(r)?;
-        if self.settle > 1 {
+        // A live mic is never digitally silent, not even in a quiet room.
+        self.guard.check(r, true)?;
+        if self.settle > 0 {
             self.settle -= 1;
             return Ok(Step::Wait);
         }
-        let spl = self.guard.sens.spl(r.rms_dbfs);
+        // Low-frequency noise (a sub's band) swings by dB within one 300 ms RMS window: the
+        // reading is the mean power of several snapshots.
+        self.acc.push(10f64.powf(r.rms_dbfs / 10.0));
+        if self.acc.len() < self.cfg.average_snapshots.max(1) as usize {
+            return Ok(Step::Wait);
+        }
+        let mean = self.acc.iter().sum::<f64>() / self.acc.len() as f64;
+        self.acc.clear();
+        let spl = self.guard.sens.spl(10.0 * mean.max(1e-30).log10());
         match self.phase {
             Phase::Ambient => {
                 self.ambient_spl_db = Some(spl);

@@ -34,6 +34,8 @@ pub struct MeasureConfig {
     pub max_step_db: f64,
     /// Snapshots to wait after a level change (the meter's 300 ms RMS window must refill).
     pub settle_snapshots: u32,
+    /// Snapshots averaged (power) for each reading after settling.
+    pub average_snapshots: u32,
     /// The sweep plays this much below the found pink-noise level (dB, peak). Pink noise is
     /// scaled to an RMS 12 dB below its peak, a sweep only 3 dB: -12 keeps the sweep's RMS 3 dB
     /// under the level that was found, so room modes do not trip the safety limit.
@@ -72,7 +74,8 @@ impl Default for MeasureConfig {
             calibration_file: None,
             start_level_dbfs: -60.0,
             max_step_db: 6.0,
-            settle_snapshots: 12,
+            settle_snapshots: 10,
+            average_snapshots: 8,
             sweep_offset_db: -12.0,
             sweep_start_hz: 10.0,
             sweep_end_hz: 22_000.0,
@@ -101,6 +104,7 @@ impl MeasureConfig {
             && (-120.0..=-20.0).contains(&self.start_level_dbfs)
             && (0.5..=20.0).contains(&self.max_step_db)
             && (1..=300).contains(&self.settle_snapshots)
+            && (1..=300).contains(&self.average_snapshots)
             && (-60.0..=0.0).contains(&self.sweep_offset_db)
             && self.sweep_start_hz >= 1.0
             && self.sweep_end_hz > self.sweep_start_hz

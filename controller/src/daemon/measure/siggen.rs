@@ -11,12 +11,15 @@ fn p(k: &str, v: PropValue) -> (String, PropValue) {
     (k.to_string(), v)
 }
 
-/// Silent and stopped, the level at the bottom: the state between and after measurements.
+/// Silence at the bottom level: the state between and after sweeps. The generator is never
+/// stopped during a measurement: `siggen.running` false -> true after a one-shot sweep
+/// replays that sweep instead of the signal switched to in the same update (plugin
+/// behaviour), so it stays running and plays silence.
 pub fn silent() -> Params {
     vec![
-        p("siggen.running", PropValue::Bool(false)),
         p("siggen.signal", PropValue::Str("silence".into())),
         p("siggen.level", PropValue::Float(-120.0)),
+        p("siggen.running", PropValue::Bool(true)),
     ]
 }
 
@@ -25,7 +28,6 @@ pub fn pink(level_dbfs: f64) -> Params {
     vec![
         p("siggen.signal", PropValue::Str("pink".into())),
         p("siggen.level", PropValue::Float(level_dbfs as f32)),
-        p("siggen.running", PropValue::Bool(true)),
     ]
 }
 

@@ -118,15 +118,16 @@ impl Controller {
 
     /// Generator silent and every speaker output at 0, at once (no ramp beyond the nodes' own).
     fn measure_mute(&self) -> Result<(), String> {
-        let gen = self.set_props(routing::SIGGEN, siggen::silent());
-        let (tag, trims) = {
+        let active = {
             let cs = self.chain.lock().unwrap();
-            match cs.active.as_ref() {
-                Some(a) => (a.tag.clone(), a.trims.clone()),
-                None => return gen,
-            }
+            cs.active.as_ref().map(|a| (a.tag.clone(), a.trims.clone()))
         };
-        let chain = self.send_controls(&tag, solo::gains(&trims, None));
+        // The speakers first: their gains act on the next cycle, the generator ramps 10 ms.
+        let chain = match active {
+            Some((tag, trims)) => self.send_controls(&tag, solo::gains(&trims, None)),
+            None => Ok(()),
+        };
+        let gen = self.set_props(routing::SIGGEN, siggen::silent());
         chain.and(gen)
     }
 
@@ -509,6 +510,11 @@ impl Run<'_> {
         };
         // The mic first: a safety snapshot never waits behind a burst of tap frames.
         let ev = futures_lite::future::or(mic, futures_lite::future::or(taps_ev, other)).await;
+        let ev = match ev {
+            // A meter's Props before its first snapshot (a node just created): no reading.
+            Ev::Mic(l) if l.seq <= 0 => Ev::Wake,
+            ev => ev,
+        };
         match ev {
             Ev::Mic(ref l) => {
                 self.last_snapshot = Instant::now();
@@ -701,6 +707,7 @@ impl Run<'_> {
         let n = (sweep.duration_s * f64::from(sweep.rate)).floor() as u64;
         let tail = (self.cfg.tail_s * f64::from(sweep.rate)) as u64;
         let quiet = (QUIET_BEFORE_SWEEP_S * f64::from(sweep.rate)) as usize;
+        let arrival_max = (AnalysisOptions::default().max_arrival_s * f64::from(sweep.rate)) as u64;
         let mut requested: Option<(u64, Instant)> = None;
         let mut started: Option<u64> = None;
         let mut played = Instant::now();
@@ -708,7 +715,13 @@ impl Run<'_> {
         loop {
             match self.next(Some((&reference, &mic))).await? {
                 Ev::Mic(l) => {
-                    if let Err(a) = guard.check(&reading(&l)) {
+                    // Digital silence counts only while the sweep is surely at the mic: from
+                    // the latest plausible arrival after its start to its end.
+                    let sounding = started.is_some_and(|s| {
+                        let p = l.position.max(0) as u64;
+                        p >= s + arrival_max && p <= s + n
+                    });
+                    if let Err(a) = guard.check(&reading(&l), sounding) {
                         return Err(self.abort_now(a));
                     }
                 }
@@ -921,16 +934,23 @@ impl Run<'_> {
             c.arrival_samples = a.arrival.samples;
             c.arrival_ms = a.arrival.seconds * 1000.0;
             c.level_db = r.response.band_level(500.0, 2000.0).unwrap_or(f64::NAN);
+            // Only fundamentals the channel plays (within 10 dB of its loudest point): in a
+            // stopband the "fundamental" is noise and the ratio means nothing.
+            let top = a.response.db.iter().cloned().fold(f64::MIN, f64::max);
             c.harmonics = a
                 .harmonics
                 .iter()
-                .filter(|h| !h.points.is_empty())
-                .map(|h| Harmonic {
-                    order: h.order,
-                    db: 10.0
-                        * (h.points.iter().map(|p| 10f64.powf(p.1 / 10.0)).sum::<f64>()
-                            / h.points.len() as f64)
-                            .log10(),
+                .filter_map(|h| {
+                    let pts: Vec<f64> = h
+                        .points
+                        .iter()
+                        .filter(|(f0, _)| a.response.at(*f0) >= top - 10.0)
+                        .map(|(_, db)| 10f64.powf(db / 10.0))
+                        .collect();
+                    (!pts.is_empty()).then(|| Harmonic {
+                        order: h.order,
+                        db: 10.0 * (pts.iter().sum::<f64>() / pts.len() as f64).log10(),
+                    })
                 })
                 .collect();
         }

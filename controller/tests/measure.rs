@@ -1,0 +1,544 @@
+//! The online measurement loop on the real stack (issue 8): the controller runs the default
+//! profile's real filter-chain (16,384-tap FIRs), the simulated room (testkit `room.rs`, a
+//! filter-chain convolver from the mock speaker monitors to the mock mic) closes the loop, and
+//! the mugge plugin provides the generator, the mic meter and both taps.
+//!
+//! Checked: arrivals and responses against the simulated truth (the channel's deployed FIR x
+//! its trim and delay x the room's impulse response), the safety aborts (a +20 dB jump in the
+//! room during level finding and during the sweep, the mic's signal disappearing) with a
+//! recording of the speaker outputs and the mic in the same graph cycles, and the full loop
+//! (design, deploy, verify). One heavy stack at a time.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mugge_controller::daemon::measure::report::Report;
+use mugge_filter_chain::measure::arrival::arrival;
+use mugge_filter_chain::measure::deconvolve::{deconvolve, ImpulseResponse};
+use mugge_filter_chain::measure::record::Recording;
+use mugge_filter_chain::measure::response::{log_frequencies, windowed, WindowSpec};
+use mugge_testkit::room::{Room, RoomSpec};
+use mugge_testkit::{Recorder, Stack};
+
+const RATE: f64 = 48_000.0;
+/// Mic sensitivity for the simulated room: the generator's cap reaches the 75 dB SPL target
+/// on every channel (the subs' band is a small part of pink noise's power).
+const SENSITIVITY: f64 = -40.0;
+const SWEEP_S: f64 = 3.0;
+/// A whole measurement may take this long on a loaded machine (bounded wait, debug build).
+const RUN_TIMEOUT: Duration = Duration::from_secs(400);
+
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stops the chains this test's controller started (they run in their own session).
+struct Chains(PathBuf);
+impl Drop for Chains {
+    fn drop(&mut self) {
+        let needle = self.0.display().to_string();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&needle) {
+                let _ = std::process::Command::new("kill")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+struct Fixture {
+    // Drop order: the controller and chains before the stack.
+    p: mugge_controller::client::ControllerProxyBlocking<'static>,
+    rec: Option<Recorder>,
+    room: Option<Room>,
+    _ctl: Controller,
+    _chains: Chains,
+    stack: Stack,
+}
+
+/// The room, then the controller (it adopts the room's links: they are desired in every mode
+/// the test uses), the default profile's chain muted, a recorder of the four speaker outputs
+/// and the mic (channel 5) in the same cycles.
+fn fixture(spec: &RoomSpec, settle_snapshots: u32) -> Fixture {
+    let stack = stack();
+    let chains = Chains(stack.root().to_path_buf());
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    let prof = stack.root().join("conf");
+    copy_dir(&conf.join("profiles"), &prof.join("profiles"));
+    copy_dir(&conf.join("speakers"), &prof.join("speakers"));
+    let room = stack.room(spec).expect("room");
+    // pw-record takes no 5-channel AUX map: 6 channels, the 6th unused.
+    let rec = stack.record("rec", 6).expect("recorder");
+    let mut c = format!(
+        "{BASE_CONFIG}\n[activation]\ndefault_profile = \"2way-80hz-sealed-subs\"\n\
+         profiles_dir = \"{}\"\nsets_dir = \"{}\"\nramp_ms = 300\nramp_steps = 3\n\
+         \n[measurement]\nmic_sensitivity_dbfs = {SENSITIVITY}\nloopback_quanta = 1\n\
+         sweep_s = {SWEEP_S}\nsettle_snapshots = {settle_snapshots}\nmeasurements_dir = \"{}\"\n",
+        prof.join("profiles").display(),
+        stack.root().join("sets").display(),
+        stack.root().join("measurements").display(),
+    );
+    for mode in ["standby", "measurement"] {
+        let mut route = |from: String, to: String| {
+            c.push_str(&format!(
+                "\n[[extra.{mode}]]\nfrom = \"{from}\"\nto = \"{to}\"\noptional = true\n"
+            ))
+        };
+        for n in 1..=spec.speakers.len() {
+            route(
+                format!("usbstreamer-out:monitor:{}", spec.speakers[n - 1].channel),
+                format!("mugge-room-in:{n}"),
+            );
+        }
+        route("mugge-room-out:1".into(), "umik1-in:1".into());
+        route("mugge-room-noise:1".into(), "umik1-in:1".into());
+        for n in 1..=4 {
+            route(format!("usbstreamer-out:monitor:{n}"), format!("rec:{n}"));
+        }
+        route("umik1-in:1".into(), "rec:5".into());
+    }
+    let ctl = controller(&stack, &c, "controller");
+    let p = proxy(&stack).unwrap();
+    let t0 = Instant::now();
+    loop {
+        let s: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
+        if s["chain"]["tag"] == "a" && s["chain"]["pid"].is_number() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the default chain did not start:\n{}",
+            stack.log("controller")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Fixture {
+        p,
+        rec: Some(rec),
+        room: Some(room),
+        _ctl: ctl,
+        _chains: chains,
+        stack,
+    }
+}
+
+/// A progress signal as the test sees it.
+#[derive(Debug, Clone)]
+struct Progress {
+    phase: String,
+    channel: u32,
+    percent: f64,
+    level_db: f64,
+}
+
+/// Starts a measurement and waits for its result; `on` sees every progress signal (and may
+/// act on the room, once).
+fn measure(f: &Fixture, channels: &[u32], options: &str, mut on: impl FnMut(&Progress)) -> Report {
+    let (tx, rx) = mpsc::channel();
+    let conn = bus(&f.stack);
+    let listener = mugge_controller::client::ControllerProxyBlocking::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .unwrap();
+    let signals = listener.receive_measurement_progress().unwrap();
+    std::thread::spawn(move || {
+        for s in signals {
+            let Ok(a) = s.args() else { continue };
+            let p = Progress {
+                phase: a.phase.to_string(),
+                channel: a.channel,
+                percent: a.percent,
+                level_db: a.level_db,
+            };
+            if tx.send(p).is_err() {
+                break;
+            }
+        }
+    });
+    let dir =
+        f.p.start_measurement(channels, options)
+            .unwrap_or_else(|e| panic!("{e}\n{}", f.stack.log("controller")));
+    let t0 = Instant::now();
+    loop {
+        while let Ok(p) = rx.recv_timeout(Duration::from_millis(50)) {
+            on(&p);
+        }
+        let json = f.p.measurement_result().unwrap();
+        if !json.is_empty() {
+            let r: Report = serde_json::from_str(&json).unwrap();
+            if r.dir == dir {
+                return r;
+            }
+        }
+        assert!(
+            t0.elapsed() < RUN_TIMEOUT,
+            "no result after {RUN_TIMEOUT:?}:\n{}",
+            f.stack.log("controller")
+        );
+    }
+}
+
+fn spec() -> RoomSpec {
+    let mut s = RoomSpec::example(4);
+    // A quiet room (a live mic is never digitally silent); the noise plays for 60 s.
+    s.noise_dbfs = Some(-100.0);
+    s
+}
+
+fn fft_convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
+    use realfft::RealFftPlanner;
+    let n = (a.len() + b.len()).next_power_of_two();
+    let mut planner = RealFftPlanner::<f64>::new();
+    let fwd = planner.plan_fft_forward(n);
+    let inv = planner.plan_fft_inverse(n);
+    let spec = |x: &[f64]| {
+        let mut buf = x.to_vec();
+        buf.resize(n, 0.0);
+        let mut out = fwd.make_output_vec();
+        fwd.process(&mut buf, &mut out).unwrap();
+        out
+    };
+    let (fa, fb) = (spec(a), spec(b));
+    let mut prod: Vec<_> = fa.iter().zip(&fb).map(|(x, y)| x * y).collect();
+    let mut out = inv.make_output_vec();
+    inv.process(&mut prod, &mut out).unwrap();
+    out.truncate(a.len() + b.len() - 1);
+    out.iter_mut().for_each(|v| *v /= n as f64);
+    out
+}
+
+/// Channel `ch`'s true impulse response from the generator to the mic: the active set's FIR,
+/// its trim and delay, then the room.
+fn truth(f: &Fixture, set_dir: &Path, ch: u32) -> ImpulseResponse {
+    let m = mugge_filter_chain::set::read_manifest(set_dir).unwrap();
+    let c = m.channels.iter().find(|c| c.channel == ch).unwrap();
+    let fir: Vec<f64> = hound::WavReader::open(set_dir.join(&c.file))
+        .unwrap()
+        .into_samples::<f32>()
+        .map(|s| f64::from(s.unwrap()))
+        .collect();
+    let room = f.room.as_ref().unwrap();
+    let i = room
+        .spec
+        .speakers
+        .iter()
+        .position(|s| s.channel == ch as usize)
+        .unwrap();
+    let rir: Vec<f64> = room.irs[i].iter().map(|&v| f64::from(v)).collect();
+    let trim = 10f64.powf(c.trim_db / 20.0);
+    let mut h = vec![0.0; c.delay_samples as usize];
+    h.extend(fft_convolve(&fir, &rir).iter().map(|v| v * trim));
+    ImpulseResponse {
+        samples: h,
+        rate: RATE,
+    }
+}
+
+fn set_dir(f: &Fixture) -> PathBuf {
+    let s: serde_json::Value = serde_json::from_str(&f.p.get_status().unwrap()).unwrap();
+    let id = s["chain"]["set"].as_str().unwrap().to_string();
+    std::fs::read_dir(f.stack.root().join("sets"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| mugge_filter_chain::set::read_manifest(p).is_ok_and(|m| m.set_id == id))
+        .unwrap()
+}
+
+#[test]
+fn arrivals_and_responses_match_the_simulated_room() {
+    let _h = heavy();
+    let f = fixture(&spec(), 12);
+    let set = set_dir(&f);
+    let mut phases = Vec::new();
+    let r = measure(&f, &[], r#"{"dry_run": true}"#, |p| {
+        if phases.last() != Some(&(p.phase.clone(), p.channel)) {
+            phases.push((p.phase.clone(), p.channel));
+        }
+    });
+    assert!(r.ok, "{r:?}\n{}", f.stack.log("controller"));
+    eprintln!("{}", r.summary());
+    eprintln!("phases: {phases:?}");
+    assert_eq!(
+        r.channels.iter().map(|c| c.channel).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    // Levels: found within +-1 dB of the target, under the generator's cap.
+    for c in &r.channels {
+        assert!((c.spl_db - 75.0).abs() <= 1.0, "{c:?}");
+        assert!(
+            c.noise_level_dbfs <= -20.0 && c.sweep_level_dbfs <= -20.0,
+            "{c:?}"
+        );
+        assert_eq!(c.lost_frames, 0);
+    }
+    let results = Recording::load(Path::new(&r.dir))
+        .unwrap()
+        .analyse()
+        .unwrap();
+    let freqs = log_frequencies(20.0, 20_000.0, 48);
+    let rec = Recording::load(Path::new(&r.dir)).unwrap();
+    for (c, res) in r.channels.iter().zip(&results) {
+        // The simulated system measured ideally: the reference that played, convolved with
+        // the true response, through the same deconvolution (its band limits included).
+        let cap = rec
+            .captures
+            .iter()
+            .find(|x| x.channel == c.channel as usize)
+            .unwrap();
+        let reference: Vec<f64> = cap.reference.iter().map(|&v| f64::from(v)).collect();
+        let ideal = fft_convolve(&reference, &truth(&f, &set, c.channel).samples);
+        let t = deconvolve(
+            &ideal[..reference.len()],
+            &reference,
+            RATE,
+            (rec.sweep.start_hz, rec.sweep.end_hz),
+        )
+        .unwrap();
+        let search = ((0.5 * RATE) as usize).min(t.len() / 2) as isize;
+        let want = arrival(&t, 0, search).unwrap();
+        // The timing of the whole response: the lag that best aligns the measured impulse
+        // response with the ideal one (the loopback removed), refined by a parabola.
+        let m = &res.positions[0].ir.samples;
+        let lb = r.loopback_samples.round() as isize;
+        let xc = |lag: isize| -> f64 {
+            (0..24_000)
+                .filter_map(|n| {
+                    let i = n as isize + lag;
+                    (i >= 0).then(|| m.get(i as usize).map(|v| v * t.samples[n]))?
+                })
+                .sum()
+        };
+        let lags: Vec<(isize, f64)> = (lb - 48..=lb + 48).map(|l| (l, xc(l))).collect();
+        let k = (1..lags.len() - 1)
+            .max_by(|a, b| lags[*a].1.total_cmp(&lags[*b].1))
+            .unwrap();
+        let (y0, y1, y2) = (lags[k - 1].1, lags[k].1, lags[k + 1].1);
+        let lag = lags[k].0 as f64 + 0.5 * (y0 - y2) / (y0 - 2.0 * y1 + y2) - r.loopback_samples;
+        eprintln!(
+            "channel {}: arrival (peak) measured {:.4} samples, simulated {:.4} (error {:+.4}); \
+             whole-response timing error {lag:+.4} samples",
+            c.channel,
+            c.arrival_samples,
+            want.samples,
+            c.arrival_samples - want.samples
+        );
+        assert!(
+            lag.abs() < 1.0,
+            "channel {}: timing off by {lag} samples",
+            c.channel
+        );
+        // A sub's band-limited response has two near-equal peaks that noise chooses between:
+        // its peak arrival is no sample-accurate quantity; the broadband channels' is.
+        if res.response.band_level(2_000.0, 8_000.0).unwrap()
+            > res.response.band_level(40.0, 80.0).unwrap() - 20.0
+        {
+            assert!(
+                (c.arrival_samples - want.samples).abs() < 1.0,
+                "channel {}: arrival {} vs {}",
+                c.channel,
+                c.arrival_samples,
+                want.samples
+            );
+        }
+        // The same window placement as the measurement's (its own peak).
+        let sim = windowed(&t, c.arrival_samples, &freqs, &WindowSpec::default()).unwrap();
+        let got = &res.positions[0].response;
+        let top = sim.db.iter().cloned().fold(f64::MIN, f64::max);
+        // Where the channel plays at all: a sub's band ends ~40 dB down by 300 Hz.
+        let (mut worst, mut worst_f, mut n) = (0.0f64, 0.0, 0);
+        for ((fr, m), s) in freqs.iter().zip(&got.db).zip(&sim.db) {
+            if !(30.0..=16_000.0).contains(fr) || *s < top - 40.0 {
+                continue;
+            }
+            n += 1;
+            if (m - s).abs() > worst.abs() {
+                (worst, worst_f) = (m - s, *fr);
+            }
+        }
+        eprintln!(
+            "channel {}: response vs simulated, {n} points 30 Hz-16 kHz within 40 dB of the \
+             top: worst {worst:+.3} dB at {worst_f:.0} Hz",
+            c.channel
+        );
+        assert!(n > 50, "channel {}: too few points compared", c.channel);
+        assert!(
+            worst.abs() <= 0.5,
+            "channel {}: {worst} dB at {worst_f} Hz",
+            c.channel
+        );
+    }
+}
+
+/// 10 ms block peaks of one recorded channel.
+fn block_peaks(x: &[f32]) -> Vec<f32> {
+    x.chunks(480)
+        .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())))
+        .collect()
+}
+
+/// After an abort: the speaker outputs are silent from the mute to the end, and the mute
+/// came within `bound_ms` of the jump seen at the mic (same recording, same cycles).
+fn check_silence_after(f: &mut Fixture, jump_at_mic: bool, bound_ms: f64) -> Option<f64> {
+    let rec = f.rec.take().unwrap();
+    let mark = rec.frames();
+    rec.wait_frames(mark + RATE as usize, T).unwrap();
+    let ch = rec.stop();
+    let n = ch[0].len();
+    // The mute: the last sample any speaker output carried sound (exact zeros after it).
+    let last = (0..4)
+        .filter_map(|k| ch[k].iter().rposition(|v| *v != 0.0))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        n - last > RATE as usize / 2,
+        "the speakers were not silent for the last 0.5 s (last sound at {last} of {n})"
+    );
+    if !jump_at_mic {
+        return None;
+    }
+    // The jump: the first 10 ms block at the mic 14 dB above every block of the 200 ms before.
+    let mic = block_peaks(&ch[4]);
+    let jump = (20..mic.len())
+        .find(|&i| {
+            let before = mic[i - 20..i].iter().cloned().fold(0f32, f32::max);
+            before > 0.0 && mic[i] > 5.0 * before
+        })
+        .expect("the jump is in the mic recording") as f64
+        * 480.0;
+    let latency_ms = (last as f64 - jump) / RATE * 1000.0;
+    eprintln!("mute {latency_ms:.1} ms after the jump reached the mic (bound {bound_ms:.1} ms)");
+    assert!(
+        latency_ms <= bound_ms,
+        "muted {latency_ms:.1} ms after the jump (bound {bound_ms:.1} ms)"
+    );
+    Some(latency_ms)
+}
+
+/// The bound for jump -> silence at quantum 1024 (the safe table): the first snapshot after
+/// the jump completes within one snapshot period (2 cycles = 42.7 ms at q1024 and 30 Hz), the
+/// plugin publishes it within half a period (its timer), the mute reaches the output in the
+/// next cycle (21.3 ms), plus the 10 ms block resolution of the jump detection.
+const MUTE_BOUND_MS: f64 = 42.7 + 21.3 + 21.3 + 10.0;
+
+fn gain_jump(during: &'static str) {
+    let _h = heavy();
+    let mut f = fixture(&spec(), 30);
+    let room_jump = std::cell::Cell::new(false);
+    let f_ref = &f;
+    let r = measure(f_ref, &[1], r#"{"dry_run": true}"#, |p| {
+        let now = match during {
+            // Near the target: +20 dB puts the mic far past target + 9 dB.
+            // A level step (not the last reading) within 12 dB of the target: the finder holds
+            // it for 30 snapshots, so the jump lands while pink noise plays.
+            "level" => p.phase == "level" && p.percent < 100.0 && p.level_db >= 63.0,
+            _ => p.phase == "sweep" && p.percent >= 20.0,
+        };
+        if now && !room_jump.get() {
+            room_jump.set(true);
+            f_ref
+                .room
+                .as_ref()
+                .unwrap()
+                .set_gain(&f_ref.stack, 10.0)
+                .unwrap();
+        }
+    });
+    assert!(
+        room_jump.get(),
+        "the {during} phase was never reached: {r:?}"
+    );
+    eprintln!("{}", r.summary());
+    let abort = serde_json::to_value(r.abort.as_ref().expect("aborted")).unwrap();
+    assert_eq!(abort["reason"], "too-loud", "{abort}");
+    assert!(!r.ok);
+    // Back in the previous mode, chain muted.
+    let s: serde_json::Value = serde_json::from_str(&f.p.get_status().unwrap()).unwrap();
+    assert_eq!(s["mode"], "standby");
+    assert_eq!(s["chain"]["gain_factor"], 0.0);
+    // During the sweep the room's response moves the mic level by more than the detector's
+    // margin: the latency is measured on steady pink noise only.
+    check_silence_after(&mut f, during == "level", MUTE_BOUND_MS);
+}
+
+#[test]
+fn a_gain_jump_during_level_finding_aborts_and_mutes() {
+    gain_jump("level");
+}
+
+#[test]
+fn a_gain_jump_during_the_sweep_aborts_and_mutes() {
+    gain_jump("sweep");
+}
+
+#[test]
+fn losing_the_mic_during_the_sweep_aborts_and_mutes() {
+    let _h = heavy();
+    let mut f = fixture(&spec(), 12);
+    let room = std::cell::RefCell::new(f.room.take());
+    let r = measure(&f, &[2], r#"{"dry_run": true}"#, |p| {
+        if p.phase == "sweep" && p.percent >= 20.0 {
+            // The room and its link to the mic vanish: the mic hears digital silence.
+            room.borrow_mut().take();
+        }
+    });
+    assert!(
+        room.borrow().is_none(),
+        "the sweep was never reached: {r:?}"
+    );
+    eprintln!("{}", r.summary());
+    let abort = serde_json::to_value(r.abort.as_ref().expect("aborted")).unwrap();
+    assert_eq!(abort["reason"], "mic-lost", "{abort}");
+    check_silence_after(&mut f, false, 0.0);
+}
+
+#[test]
+fn full_loop_deploys_a_gated_correction_and_verifies_it() {
+    let _h = heavy();
+    let f = fixture(&spec(), 12);
+    let before = set_dir(&f);
+    let r = measure(&f, &[], "{}", |_| {});
+    eprintln!("{}", r.summary());
+    eprintln!("timings: {:?}", r.timings);
+    eprintln!(
+        "benchmark: whole {}-channel loop {:.1} s wall, {:.1} s of it sweeps, {:.1} s without \
+         the sweeps",
+        r.channels.len(),
+        r.total_ms as f64 / 1000.0,
+        r.sweeps_ms as f64 / 1000.0,
+        (r.total_ms - r.sweeps_ms) as f64 / 1000.0
+    );
+    assert!(r.ok, "{r:?}\n{}", f.stack.log("controller"));
+    let deployed = PathBuf::from(r.deployed_set.as_ref().expect("deployed"));
+    assert_ne!(deployed, before);
+    // The chain now runs the corrected set, and every filter of it passes the gates.
+    let after = set_dir(&f);
+    assert_eq!(after, deployed);
+    mugge_filter_chain::set::verify(&deployed).expect("gates");
+    let v = r.verify.as_ref().expect("verification");
+    for c in v["channels"].as_array().unwrap() {
+        assert_eq!(c["boosted"], false, "{c}");
+    }
+    for c in &r.channels {
+        assert!(c.max_cut_db.unwrap() <= 0.0);
+    }
+    assert_eq!(r.verify_pass, Some(true), "{v}");
+}
