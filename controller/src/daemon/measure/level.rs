@@ -106,12 +106,23 @@ pub struct Guard {
 }
 
 impl Guard {
+    /// The guard for pink noise (level finding).
     pub fn new(cfg: &MeasureConfig, sens: MicSensitivity) -> Guard {
+        Guard::with_crest(cfg, sens, cfg.crest_allowance_db)
+    }
+
+    /// The guard for the sweep: a sine's peaks sit only 3 dB over its RMS, so a jump shows in
+    /// the first snapshot's peak long before the 300 ms RMS window has filled.
+    pub fn for_sweep(cfg: &MeasureConfig, sens: MicSensitivity) -> Guard {
+        Guard::with_crest(cfg, sens, cfg.sweep_crest_allowance_db)
+    }
+
+    fn with_crest(cfg: &MeasureConfig, sens: MicSensitivity, crest_db: f64) -> Guard {
         let limit = cfg.target_spl_db + cfg.abort_above_db;
         Guard {
             sens,
             limit_spl_db: limit,
-            peak_limit_spl_db: limit + cfg.crest_allowance_db,
+            peak_limit_spl_db: limit + crest_db,
         }
     }
 

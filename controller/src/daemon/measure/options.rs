@@ -22,6 +22,8 @@ pub struct MeasureConfig {
     pub abort_above_db: f64,
     /// Peaks may exceed the RMS limit by this much (pink noise's crest factor is 12 dB).
     pub crest_allowance_db: f64,
+    /// The same during the sweep (a sine's crest factor is 3 dB; room modes add to it).
+    pub sweep_crest_allowance_db: f64,
     /// Needed distance between the target and the ambient noise (generator silent).
     pub min_snr_db: f64,
     /// Mic reading (dBFS RMS) for 94 dB SPL before the calibration file's Sens Factor.
@@ -69,6 +71,7 @@ impl Default for MeasureConfig {
             tolerance_db: 1.0,
             abort_above_db: 9.0,
             crest_allowance_db: 12.0,
+            sweep_crest_allowance_db: 6.0,
             min_snr_db: 15.0,
             mic_sensitivity_dbfs: UMIK1_NOMINAL_DBFS,
             calibration_file: None,
@@ -100,6 +103,7 @@ impl MeasureConfig {
             && (0.1..=6.0).contains(&self.tolerance_db)
             && (1.0..=30.0).contains(&self.abort_above_db)
             && (0.0..=30.0).contains(&self.crest_allowance_db)
+            && (0.0..=30.0).contains(&self.sweep_crest_allowance_db)
             && (0.0..=60.0).contains(&self.min_snr_db)
             && (-120.0..=-20.0).contains(&self.start_level_dbfs)
             && (0.5..=20.0).contains(&self.max_step_db)

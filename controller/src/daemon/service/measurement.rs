@@ -697,7 +697,7 @@ impl Run<'_> {
         let (Some(ref_path), Some(mic_path)) = paths else {
             return Err(Stop::Fail("tap sockets not published".into()));
         };
-        let guard = Guard::new(&self.cfg, self.sens);
+        let guard = Guard::for_sweep(&self.cfg, self.sens);
         self.gen(siggen::silent())?;
         let reference = Reader::open(Path::new(&ref_path), "reference")
             .map_err(|e| Stop::Fail(format!("reference tap {ref_path}: {e}")))?;
