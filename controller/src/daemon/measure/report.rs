@@ -53,7 +53,8 @@ pub struct Report {
     pub deployed_set: Option<String>,
     pub verify_dir: Option<String>,
     pub verify_pass: Option<bool>,
-    pub design: Option<serde_json::Value>,
+    /// The design (corrections, targets) as JSON, in the measurement directory.
+    pub design_file: Option<String>,
     pub verify: Option<serde_json::Value>,
     /// Phase -> milliseconds of wall time, in order.
     pub timings: Vec<(String, u64)>,

@@ -642,6 +642,10 @@ impl Run<'_> {
         if let Some(s) = start_dbfs {
             cfg.start_level_dbfs = s.max(cfg.start_level_dbfs);
         }
+        // Snapshots may have stopped while nobody read them (the lease ran out during the
+        // analysis): ask again and give the first one a fresh deadline.
+        self.ctl.watch_levels_for(Duration::from_secs(5));
+        self.last_snapshot = Instant::now();
         let mut f = Finder::new(&cfg, self.sens, self.ambient);
         if let Step::SetLevel(l) = f.start() {
             self.gen(siggen::pink(l))?;
@@ -996,11 +1000,16 @@ impl Run<'_> {
                 c.max_cut_db = Some(d.max_cut_db());
             }
         }
-        report.design = serde_json::to_value(&design).ok();
-        let _ = std::fs::write(
-            dir.join("design.json"),
+        // The design (correction curves, targets) is large: a file beside the captures.
+        let design_file = dir.join("design.json");
+        if std::fs::write(
+            &design_file,
             serde_json::to_string_pretty(&design).unwrap_or_default(),
-        );
+        )
+        .is_ok()
+        {
+            report.design_file = Some(design_file.display().to_string());
+        }
 
         // Deploy: same profile and channels, so ReloadFilters swaps without a dropout.
         self.progress("deploy", 0, 0.0, 0.0).await;
