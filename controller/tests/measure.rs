@@ -578,3 +578,111 @@ fn full_loop_deploys_a_gated_correction_and_verifies_it() {
     }
     assert_eq!(r.verify_pass, Some(true));
 }
+
+#[test]
+fn bad_requests_change_nothing_and_positions_wait_for_the_operator() {
+    let _h = heavy();
+    let f = fixture(&spec(), QUICK);
+    // Bad input: a clear error, nothing started.
+    for (chans, opts, want) in [
+        (vec![9u32], "{}", "not a speaker channel"),
+        (vec![1, 1], "{}", "twice"),
+        (vec![1], r#"{"loud": true}"#, "unknown field"),
+        (vec![1], r#"{"target_spl_db": 300}"#, "out of range"),
+        (vec![1], r#"{"positions": 0}"#, "positions"),
+    ] {
+        let e = f.p.start_measurement(&chans, opts).unwrap_err();
+        assert_eq!(
+            error_name(&e),
+            "org.mugge.Controller1.Error.InvalidArgs",
+            "{e}"
+        );
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    assert_eq!(f.p.measurement_result().unwrap(), "");
+    assert_eq!(f.p.mode().unwrap(), "standby");
+
+    // Two positions: the loop waits at "move-mic" until ContinueMeasurement; meanwhile the
+    // controller refuses what would disturb it.
+    let cont = proxy(&f.stack).unwrap();
+    let mut checked = false;
+    let r = measure(&f, &[1], r#"{"dry_run": true, "positions": 2}"#, |p| {
+        if p.phase == "move-mic" && !checked {
+            checked = true;
+            let e = cont.set_mode("dj").unwrap_err();
+            assert_eq!(error_name(&e), "org.mugge.Controller1.Error.Refused", "{e}");
+            let e = cont.start_measurement(&[1], "{}").unwrap_err();
+            assert_eq!(error_name(&e), "org.mugge.Controller1.Error.Refused", "{e}");
+            assert_eq!(cont.mode().unwrap(), "measurement");
+            cont.continue_measurement().unwrap();
+        }
+    });
+    assert!(checked, "no move-mic phase: {r:?}");
+    assert!(r.ok, "{r:?}");
+    let rec = Recording::load(Path::new(&r.dir)).unwrap();
+    let mut got: Vec<(usize, usize)> = rec
+        .captures
+        .iter()
+        .map(|c| (c.channel, c.position))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(1, 1), (1, 2)]);
+    assert!(rec
+        .captures
+        .iter()
+        .all(|c| c.lost_frames == 0 && c.clock.is_some()));
+    // Back where it was.
+    assert_eq!(f.p.mode().unwrap(), "standby");
+}
+
+#[test]
+fn the_cli_measures_and_aborts() {
+    let _h = heavy();
+    let f = fixture(&spec(), QUICK);
+    let out = f
+        .stack
+        .command(env!("CARGO_BIN_EXE_mugge"))
+        .args(["measure", "--channels", "2", "--dry-run"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("{stderr}{stdout}");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(": done"), "{stdout}");
+    assert!(stderr.contains("ch 2 sweep"), "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("2 "))
+        .unwrap();
+    assert!(line.contains("/"), "{line}");
+
+    // --abort while one runs: muted at once, the run ends as stopped.
+    let child = f
+        .stack
+        .command(env!("CARGO_BIN_EXE_mugge"))
+        .args(["measure", "--channels", "1", "--dry-run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while f.p.mode().unwrap() != "measurement" {
+        assert!(t0.elapsed() < T, "the measurement did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = f
+        .stack
+        .command(env!("CARGO_BIN_EXE_mugge"))
+        .args(["measure", "--abort"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(2));
+    let r: Report = serde_json::from_slice(&done.stdout).unwrap();
+    let abort = serde_json::to_value(r.abort.as_ref().unwrap()).unwrap();
+    assert_eq!(abort["reason"], "stopped", "{abort}");
+}
