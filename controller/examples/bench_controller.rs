@@ -51,6 +51,29 @@ fn cpu_and_switches(pid: u32) -> (u64, u64) {
     (ticks, switches)
 }
 
+/// Context switches per thread (name, count), to tell which thread wakes.
+fn switches_by_thread(pid: u32) -> Vec<(String, u64)> {
+    let mut v = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            let name = s
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let n: u64 = s
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum();
+            v.push((format!("{name}/{}", t.file_name().to_string_lossy()), n));
+        }
+    }
+    v
+}
+
 fn pid_of(comm: &str, runtime_dir: &Path) -> Option<u32> {
     let want = format!("XDG_RUNTIME_DIR={}", runtime_dir.display());
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -228,9 +251,11 @@ fn main() -> anyhow::Result<()> {
     let wp_pid = pid_of("wireplumber", stack.runtime_dir());
     std::thread::sleep(Duration::from_secs(2));
     let c0 = cpu_and_switches(ctl_pid);
+    let t0 = switches_by_thread(ctl_pid);
     let w0 = wp_pid.map(cpu_and_switches);
     std::thread::sleep(Duration::from_secs(idle));
     let c1 = cpu_and_switches(ctl_pid);
+    let t1 = switches_by_thread(ctl_pid);
     let w1 = wp_pid.map(cpu_and_switches);
     let tick_ms = 10.0; // USER_HZ = 100 on Linux
     println!(
@@ -243,6 +268,10 @@ fn main() -> anyhow::Result<()> {
         (c1.0 - c0.0) as f64 * tick_ms / (idle as f64 * 10.0),
         c1.1 - c0.1
     );
+    for (name, n1) in &t1 {
+        let n0 = t0.iter().find(|t| &t.0 == name).map_or(0, |t| t.1);
+        println!("    thread {name:<28} {} context switches", n1 - n0);
+    }
     if let (Some(w0), Some(w1)) = (w0, w1) {
         println!(
             "  reference, WirePlumber in the same window: {:.0} ms CPU, {} context switches",

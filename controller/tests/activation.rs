@@ -295,12 +295,20 @@ fn safety_flow_gate_failure_abort_and_restart_on_the_real_stack() {
         assert!(pk < SILENT, "channel {} after abort: {} dB", n + 1, db(pk));
     }
 
-    // A restarted controller adopts the running chain (one chain, same process).
+    // A controller killed (SIGKILL) and restarted adopts the running chain (one chain, same
+    // process) and reads the gain it plays at back from its controls.
+    p.unmute().expect("unmute");
     let before = chain(&p);
-    drop(ctl);
+    assert_eq!(before["gain_factor"], 1.0);
+    drop(ctl); // SIGKILL
     let _ctl = spawn_controller(&stack, &stack.root().join("controller.toml"), "controller2");
     let p = proxy(&stack).unwrap();
     wait("adoption", || chain(&p)["set"] == before["set"]);
+    let f = chain(&p)["gain_factor"].as_f64();
+    assert!(
+        f.is_some_and(|f| (f - 1.0).abs() < 1e-4),
+        "adopted chain's gain read back: {f:?}"
+    );
     let st: serde_json::Value = serde_json::from_str(&p.get_status().unwrap()).unwrap();
     let chains = st["status"]["chains"].as_array().unwrap().clone();
     assert_eq!(chains.len(), 1, "{chains:?}");
@@ -606,6 +614,13 @@ fn controller_killed_during_a_reload_converges_to_one_chain_on_restart() {
     let left = chains(&p);
     assert_eq!(left[0]["tag"], "b", "the newer chain is kept: {left:?}");
     assert_eq!(chain(&p)["tag"], "b");
+    // It plays at the gain the cut crossfade had reached: read back, neither 0 nor 1.
+    let f = chain(&p)["gain_factor"].as_f64();
+    eprintln!("kept chain's gain read back after the restart: {f:?}");
+    assert!(
+        f.is_some_and(|f| f > 0.01 && f < 0.99),
+        "mid-crossfade gain read back: {f:?}"
+    );
     // Its links: the speakers are fed by the kept chain only.
     let g = stack.dump().unwrap();
     for l in &g.links {
@@ -616,4 +631,213 @@ fn controller_killed_during_a_reload_converges_to_one_chain_on_restart() {
             assert!(from.starts_with("mugge-filters-out.b:"), "{from}");
         }
     }
+}
+
+/// The mic interlock (safety flow step 5): the mock mic hears the hardware's channel 1 (a
+/// route from its monitor to the mic's input) plus a little noise. A limit below the
+/// profile's full level stops the ramp part way and leaves every speaker silent; a mic that
+/// reads digital silence, or that disappears mid-ramp, stops it too.
+#[test]
+fn mic_interlock_stops_the_ramp_and_leaves_the_speakers_silent() {
+    assert!(
+        mugge_testkit::stack::built_plugin().is_some(),
+        "no libspa_mugge.so (the mic meter): build mugge-spa or set MUGGE_SPA_PLUGIN"
+    );
+    let _heavy = heavy();
+    let stack: Stack = stack();
+    let sets = stack.root().join("sets");
+    let _chains = Chains(stack.root().to_path_buf());
+    let prof = profiles(stack.root());
+    let mic_routes = "\n[[extra.dj]]\nfrom = \"usbstreamer-out:monitor:1\"\nto = \"umik1-in:1\"\n\
+                      \n[[extra.dj]]\nfrom = \"mic-noise:1\"\nto = \"umik1-in:1\"\noptional = true\n";
+    let with_limit = |spl: f64| {
+        config(&prof, &sets).replace(
+            "ramp_ms",
+            &format!("mic_spl_limit_db = {spl:.2}\nmic_dbfs_at_94_db_spl = -18\nramp_ms"),
+        ) + mic_routes
+    };
+    // First a limit nothing reaches: the ramp completes and gives the full level.
+    let ctl = controller(&stack, &with_limit(140.0), "controller");
+    let p = proxy(&stack).unwrap();
+    wait("the default chain", || chain(&p)["tag"] == "a");
+    let sine: Vec<f32> = (0..RATE * 60)
+        .flat_map(|i| {
+            let v = 0.25 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / RATE as f32).sin();
+            [v, v]
+        })
+        .collect();
+    let _player = stack.play("sine", 2, sine).unwrap();
+    // Room noise at the mic, about -60 dBFS.
+    let mut x = 0x2545_f491_u32;
+    let noise: Vec<f32> = (0..RATE * 60)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            0.001 * ((x as f32 / u32::MAX as f32) * 2.0 - 1.0)
+        })
+        .collect();
+    let noise_player = stack.play("mic-noise", 1, noise).unwrap();
+    let rec = stack.record("rec", 4).unwrap();
+    p.set_mode("dj").expect("dj ready");
+    wait("the mic meter linked", || {
+        p.links()
+            .unwrap()
+            .iter()
+            .any(|l| l.0 == "umik1-in:1" && l.1 == "mugge-meter-mic:1" && l.3)
+    });
+    let t0 = Instant::now();
+    while !p
+        .get_levels("mugge-meter-mic")
+        .is_ok_and(|l| l.peak[0] > -70.0)
+    {
+        assert!(
+            t0.elapsed() < T,
+            "the mic meter does not hear the noise: {:?}\n{:?}",
+            p.get_levels("mugge-meter-mic"),
+            p.links().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.unmute().expect("a ramp below the limit completes");
+    let mark = rec.frames();
+    rec.wait_frames(mark + RATE / 2, T).unwrap();
+    let full = db(*peaks(&rec.snapshot()[0][mark..]).last().unwrap());
+    let mic = p.get_levels("mugge-meter-mic").expect("mic levels");
+    eprintln!(
+        "full level at hardware channel 1: {full:.2} dBFS; the mic meter reads {:?} dBFS peak",
+        mic.peak
+    );
+    assert!(full > -30.0, "the chain plays: {full} dB");
+    assert!(
+        (mic.peak[0] - f64::from(full)).abs() < 1.0,
+        "the mic hears channel 1: {:?} vs {full}",
+        mic.peak
+    );
+    p.abort_activation().expect("mute");
+
+    // A limit 4.5 dB below the full level (-18 dBFS = 94 dB SPL): the ramp (6 linear steps:
+    // -15.6, -9.5, -6.0, -3.5, -1.6, 0 dB re full) stops at the step that exceeds it.
+    let limit = f64::from(full) - 4.5 + 18.0 + 94.0;
+    drop(ctl); // SIGKILL; the restarted controller adopts the muted chain
+    std::fs::write(stack.root().join("controller.toml"), with_limit(limit)).unwrap();
+    let ctl = spawn_controller(&stack, &stack.root().join("controller.toml"), "controller2");
+    let p = proxy(&stack).unwrap();
+    wait("adoption", || chain(&p)["gain_factor"] == 0.0);
+    wait("the mic meter linked again", || {
+        p.links()
+            .unwrap()
+            .iter()
+            .any(|l| l.0 == "umik1-in:1" && l.1 == "mugge-meter-mic:1" && l.3)
+    });
+    let mugge = env!("CARGO_BIN_EXE_mugge");
+    let mark = rec.frames();
+    let out = stack
+        .command(mugge)
+        .args(["profile", "unmute"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("mugge profile unmute with a {limit:.1} dB SPL limit:\n{stdout}{stderr}");
+    assert!(!out.status.success());
+    assert!(stdout.contains("mic-interlock"), "{stdout}");
+    assert!(
+        stderr.contains("mic interlock") && stderr.contains("above the limit"),
+        "{stderr}"
+    );
+    assert_eq!(chain(&p)["gain_factor"], 0.0);
+    let stop = rec.frames();
+    std::thread::sleep(Duration::from_millis(100));
+    let after = rec.frames();
+    rec.wait_frames(after + RATE, T).unwrap();
+    let snap = rec.snapshot();
+    let ramp = peaks(&snap[0][mark..stop]);
+    let top = ramp.iter().fold(0f32, |m, v| m.max(*v));
+    eprintln!(
+        "ramp stopped at {:.2} dB re full (limit -4.5 dB)",
+        db(top) - full
+    );
+    assert!(
+        db(top) > full - 10.0 && db(top) < full - 2.0,
+        "the ramp rose and stopped part way: {} dB re full",
+        db(top) - full
+    );
+    for (n, c) in snap.iter().enumerate() {
+        let pk = c[after..].iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(
+            pk < SILENT,
+            "channel {} after the interlock: {} dB",
+            n + 1,
+            db(pk)
+        );
+    }
+
+    // The mic's signal vanishes (no noise, speakers muted: digital silence): no ramp at all.
+    drop(noise_player);
+    std::thread::sleep(Duration::from_millis(200));
+    let e = p.unmute().expect_err("a silent mic stops the ramp");
+    assert!(e.to_string().contains("vanished"), "{e}");
+    assert_eq!(chain(&p)["gain_factor"], 0.0);
+
+    // The mic disappears mid-ramp (noise back, limit out of reach for the first steps).
+    let _noise = stack
+        .play(
+            "mic-noise",
+            1,
+            (0..RATE * 60)
+                .map(|i| 0.001 * (i as f32 * 0.37).sin())
+                .collect(),
+        )
+        .unwrap();
+    let t0 = Instant::now();
+    while !p
+        .get_levels("mugge-meter-mic")
+        .is_ok_and(|l| l.peak[0] > -70.0)
+    {
+        assert!(
+            t0.elapsed() < T,
+            "the mic meter does not hear the noise again: {:?}\n{:?}\n{}",
+            p.get_levels("mugge-meter-mic"),
+            p.links().unwrap(),
+            stack.log("controller2")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let addr = stack.bus_address().to_string();
+    let flow = std::thread::spawn(move || {
+        let conn = zbus::blocking::connection::Builder::address(addr.as_str())
+            .unwrap()
+            .build()
+            .unwrap();
+        mugge_controller::client::ControllerProxyBlocking::new(&conn)
+            .unwrap()
+            .unmute()
+    });
+    wait("the ramp to start", || {
+        chain(&p)["gain_factor"].as_f64().unwrap_or(0.0) > 0.0
+    });
+    let mic_id = stack.dump().unwrap().node("umik1-in").unwrap().id;
+    stack
+        .pw_cli(&["destroy", &mic_id.to_string()])
+        .expect("destroy the mic node");
+    let e = flow.join().unwrap().expect_err("the mic vanished mid-ramp");
+    eprintln!("mic gone mid-ramp: {e}");
+    assert!(e.to_string().contains("vanished"), "{e}");
+    assert_eq!(chain(&p)["gain_factor"], 0.0);
+    std::thread::sleep(Duration::from_millis(100));
+    let mark = rec.frames();
+    rec.wait_frames(mark + RATE / 2, T).unwrap();
+    for (n, c) in rec.snapshot().iter().enumerate() {
+        let pk = c[mark..].iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(
+            pk < SILENT,
+            "channel {} after the mic vanished: {} dB",
+            n + 1,
+            db(pk)
+        );
+    }
+    drop(ctl);
 }

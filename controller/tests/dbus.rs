@@ -386,6 +386,29 @@ fn cli_status_mode_links_human_and_json() {
         && l["present"] == true));
     let out = stack.command(mugge).args(["links"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("mugge-filters-out.main:4"));
+    // A reader that goes away (`mugge status | head -1`): no panic, a quiet end.
+    for args in [
+        &["status"][..],
+        &["links"],
+        &["status", "--json"],
+        &["links", "--json"],
+    ] {
+        let mut child = stack
+            .command(mugge)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "mugge {args:?} into a closed pipe: {err}"
+        );
+        assert!(!err.contains("panicked"), "mugge {args:?}: {err}");
+    }
     // Without a controller on the bus: a clear message, non-zero exit.
     drop(_ctl);
     let out = stack.command(mugge).args(["status"]).output().unwrap();

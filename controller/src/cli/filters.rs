@@ -61,7 +61,7 @@ pub fn run(a: FiltersArgs) -> Result<()> {
         FiltersCmd::Plot { dir, out } => {
             let out = out.unwrap_or_else(|| dir.join("filters.png"));
             plot(&dir, &out)?;
-            println!("wrote {}", out.display());
+            outln!("wrote {}", out.display());
             Ok(())
         }
         FiltersCmd::Bench { profiles, runs } => bench(&profiles, runs),
@@ -89,7 +89,7 @@ fn generate_cmd(profile: &Path, out: &Path, tag: &str, speakers: Option<&Path>) 
     let progress = |line: &str| eprintln!("  {line} ({:.2} s)", start.elapsed().as_secs_f64());
     match set::write_set(&rig, &text, out, tag, None, &progress) {
         Ok(m) => {
-            println!(
+            outln!(
                 "set {} for \"{}\" written to {} ({} speaker channels, {:.2} s)",
                 m.set_id,
                 m.profile_name,
@@ -98,7 +98,7 @@ fn generate_cmd(profile: &Path, out: &Path, tag: &str, speakers: Option<&Path>) 
                 start.elapsed().as_secs_f64()
             );
             for c in &m.channels {
-                println!(
+                outln!(
                     "  channel {}: peak {:.2} dB, phase error {:.4} rad, {:.1} dB at/below HPF/2",
                     c.channel,
                     c.gates.gain_max_db,
@@ -119,14 +119,14 @@ fn generate_cmd(profile: &Path, out: &Path, tag: &str, speakers: Option<&Path>) 
 fn verify_cmd(dir: &Path) -> Result<()> {
     match set::verify(dir) {
         Ok((m, reports)) => {
-            println!(
+            outln!(
                 "set {} (\"{}\", {} files) verified: hashes match, all gates pass",
                 m.set_id,
                 m.profile_name,
                 m.files.len()
             );
             for (ch, r) in reports {
-                println!(
+                outln!(
                     "  channel {ch}: peak {:.2} dB at {:.0} Hz, phase error {:.4} rad, {:.1} dB at/below HPF/2",
                     r.gain_max_db, r.gain_worst_hz, r.phase_max_error_rad, r.protection_db
                 );
@@ -148,7 +148,7 @@ fn bench(profiles: &Path, runs: usize) -> Result<()> {
         ("2way-80hz-sealed-subs.toml", 4usize),
         ("4way-stereo.toml", 8usize),
     ];
-    println!(
+    outln!(
         "threads: {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -169,14 +169,14 @@ fn bench(profiles: &Path, runs: usize) -> Result<()> {
         let cpu = (cpu_seconds() - cpu0) / times.len() as f64;
         times.sort_by(f64::total_cmp);
         let med = times[times.len() / 2];
-        println!(
+        outln!(
             "{channels}-channel 16384-tap set ({file}), {} runs: wall median {med:.3} s, min {:.3} s, \
              max {:.3} s; CPU {cpu:.3} s per set (all threads)",
             times.len(),
             times[0],
             times[times.len() - 1],
         );
-        println!(
+        outln!(
             "  vs reference 0.26-0.33 s (4 channels, numpy/scipy, no gates): median {:.1}x-{:.1}x, \
              min {:.1}x-{:.1}x, CPU {:.1}x-{:.1}x faster",
             REF_S.0 / med,

@@ -19,7 +19,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 |(f, t, o, p)| serde_json::json!({"from": f, "to": t, "optional": o, "present": p}),
             )
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     for (from, to, optional, present) in links {
@@ -30,7 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             "MISSING"
         };
-        println!("{from:<36} -> {to:<36} {state}");
+        outln!("{from:<36} -> {to:<36} {state}");
     }
     Ok(())
 }

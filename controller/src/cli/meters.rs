@@ -18,6 +18,9 @@ pub struct Args {
     /// JSON (one object per snapshot).
     #[arg(long)]
     json: bool,
+    /// Live view: stop after this many seconds (default: until interrupted).
+    #[arg(long)]
+    seconds: Option<f64>,
 }
 
 fn bar(db: f64) -> String {
@@ -50,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let proxy = client::connect()?;
     if let Some(m) = args.reset_clip {
         proxy.reset_clip(&m).map_err(client::explain)?;
-        println!("clip latches of {m} reset");
+        outln!("clip latches of {m} reset");
         return Ok(());
     }
     let meters = [METER_PROGRAM, METER_HW_OUT, METER_HW_IN];
@@ -59,13 +62,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.once {
         // The first snapshot follows the subscription within a few graph cycles.
         let start = std::time::Instant::now();
-        while proxy.get_levels(METER_HW_IN).is_err() && start.elapsed().as_secs_f64() < 1.0 {
+        while meters.iter().any(|m| proxy.get_levels(m).is_err())
+            && start.elapsed().as_secs_f64() < 2.0
+        {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         for m in meters {
             match proxy.get_levels(m) {
-                Ok(l) if args.json => println!("{}", serde_json::json!({"meter": m, "levels": l})),
-                Ok(l) => print!("{}", render(m, &l)),
+                Ok(l) if args.json => outln!("{}", serde_json::json!({"meter": m, "levels": l})),
+                Ok(l) => out!("{}", render(m, &l)),
                 Err(e) => eprintln!("{m}: {}", client::explain(e)),
             }
         }
@@ -78,11 +83,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             break;
         }
     });
+    let deadline = match args.seconds {
+        Some(s) if s.is_finite() && s > 0.0 => {
+            let d = std::time::Duration::from_secs_f64(s);
+            // Signals may stop (no meters): the view ends on time anyway.
+            std::thread::spawn(move || {
+                std::thread::sleep(d + std::time::Duration::from_millis(500));
+                std::process::exit(0);
+            });
+            Some(std::time::Instant::now() + d)
+        }
+        Some(s) => anyhow::bail!("--seconds must be a positive number, not {s}"),
+        None => None,
+    };
     let mut latest: BTreeMap<String, Levels> = BTreeMap::new();
     for sig in proxy.receive_levels_signal()? {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
         let a = sig.args()?;
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"meter": a.meter, "levels": a.levels})
             );
@@ -90,9 +111,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         latest.insert(a.meter.to_string(), a.levels);
         // Redraw in place.
-        print!("\x1b[H\x1b[2J");
+        out!("\x1b[H\x1b[2J");
         for (m, l) in &latest {
-            print!("{}", render(m, l));
+            out!("{}", render(m, l));
         }
     }
     Ok(())

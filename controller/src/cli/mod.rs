@@ -1,6 +1,17 @@
 //! `mugge` subcommands, one module per command group, so several people can add subcommands
 //! without conflicts.
 
+/// `println!` for the CLI: a reader that went away (`mugge status | head`) ends the program
+/// quietly instead of a panic on EPIPE (Rust ignores SIGPIPE, so every write reports it).
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::out(format_args!("{}\n", format_args!($($t)*))) };
+}
+
+/// `print!` with the same closed-pipe handling as [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::out(format_args!($($t)*)) };
+}
+
 pub mod daemon;
 pub mod filters;
 pub mod links;
@@ -11,3 +22,22 @@ pub mod profile;
 pub mod setup;
 pub mod status;
 pub mod tap;
+
+/// Writes to stdout and flushes; a closed pipe ends the process with status 0 (the reader
+/// has what it wanted), any other write error with status 1 and the reason.
+pub fn out(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|()| o.flush()) {
+        exit_on_write_error(&e);
+    }
+}
+
+/// What a failed write to stdout means for the program (see [`out`]).
+pub fn exit_on_write_error(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("Error: cannot write to stdout: {e}");
+    std::process::exit(1);
+}

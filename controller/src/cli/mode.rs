@@ -15,16 +15,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let proxy = client::connect()?;
     let r = proxy.set_mode(&args.mode).map_err(client::explain)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        println!(
+        outln!(
             "mode {}: ready in {:.1} ms, quantum {}",
             r.mode,
             r.elapsed_us as f64 / 1000.0,
             r.quantum
         );
         for n in &r.notes {
-            println!("  note: {n}");
+            outln!("  note: {n}");
         }
     }
     Ok(())

@@ -46,7 +46,7 @@ fn watch_progress(p: &mugge_controller::client::ControllerProxyBlocking<'static>
                 // One line per phase and per 10 % of a ramp.
                 let line = format!("{} {}%", a.phase, a.percent / 10 * 10);
                 if line != last {
-                    println!("  {line}");
+                    outln!("  {line}");
                     last = line;
                 }
             }
@@ -61,44 +61,44 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         ProfileCmd::Activate { name, force } => {
             let p = connect()?;
             watch_progress(&p)?;
-            println!("activating profile {name}");
+            outln!("activating profile {name}");
             let timings = p.activate_profile(&name, force).map_err(explain)?;
             let total: u64 = timings.iter().map(|t| t.1).sum();
             for (phase, ms) in timings {
-                println!("  {phase:<9} {ms:>6} ms");
+                outln!("  {phase:<9} {ms:>6} ms");
             }
-            println!("profile {name} active ({total} ms)");
+            outln!("profile {name} active ({total} ms)");
             Ok(())
         }
         ProfileCmd::Abort => {
-            println!("{}", connect()?.abort_activation().map_err(explain)?);
+            outln!("{}", connect()?.abort_activation().map_err(explain)?);
             Ok(())
         }
         ProfileCmd::Reload { set } => {
             let p = connect()?;
             watch_progress(&p)?;
             let set = std::fs::canonicalize(&set).unwrap_or(set);
-            println!("reloading filters from {}", set.display());
+            outln!("reloading filters from {}", set.display());
             let timings = p
                 .reload_filters(&set.display().to_string())
                 .map_err(explain)?;
             for (phase, ms) in timings {
-                println!("  {phase:<9} {ms:>6} ms");
+                outln!("  {phase:<9} {ms:>6} ms");
             }
-            println!("filters reloaded");
+            outln!("filters reloaded");
             Ok(())
         }
         ProfileCmd::Unmute => {
             let p = connect()?;
             watch_progress(&p)?;
             p.unmute().map_err(explain)?;
-            println!("speaker outputs at the profile's trims");
+            outln!("speaker outputs at the profile's trims");
             Ok(())
         }
         ProfileCmd::Check { file, speakers } => match load_rig(&file, speakers.as_deref()) {
             Ok(rig) => {
                 let p = &rig.profile;
-                println!(
+                outln!(
                     "{}: OK: \"{}\", {}, {} speaker channels, {} taps at {} Hz, global attenuation {:.1} dB",
                     file.display(),
                     p.name,
@@ -112,7 +112,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
                 sp.sort_by_key(|s| s.channel);
                 for s in sp {
                     let id = rig.identity_of(s);
-                    println!(
+                    outln!(
                         "  channel {}: {} ({}), band {}, {:?}, HPF {} Hz, trim {} dB, delay {} ms{}",
                         s.channel,
                         s.name,

@@ -13,14 +13,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let proxy = client::connect()?;
     let text = proxy.get_status().map_err(client::explain)?;
     if args.json {
-        println!("{text}");
+        outln!("{text}");
         return Ok(());
     }
     let v: serde_json::Value = serde_json::from_str(&text)?;
     let st = &v["status"];
-    println!("mode:    {}", v["mode"].as_str().unwrap_or(""));
-    println!("profile: {}", proxy.profile().map_err(client::explain)?);
-    println!(
+    outln!("mode:    {}", v["mode"].as_str().unwrap_or(""));
+    outln!("profile: {}", proxy.profile().map_err(client::explain)?);
+    outln!(
         "quantum: {} (wanted {})",
         st["quantum"]
             .as_u64()
@@ -28,7 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|| "-".into()),
         v["quantum_wanted"]
     );
-    println!(
+    outln!(
         "ready:   {}",
         if st["ready"].as_bool() == Some(true) {
             "yes"
@@ -37,12 +37,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     );
     for m in st["missing"].as_array().into_iter().flatten() {
-        println!("  missing: {}", m.as_str().unwrap_or(""));
+        outln!("  missing: {}", m.as_str().unwrap_or(""));
     }
     for m in st["optional_missing"].as_array().into_iter().flatten() {
-        println!("  optional: {}", m.as_str().unwrap_or(""));
+        outln!("  optional: {}", m.as_str().unwrap_or(""));
     }
-    println!("health:");
+    outln!("health:");
     let mut h: Vec<_> = proxy
         .health()
         .map_err(client::explain)?
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     h.sort();
     for (k, v) in h {
-        println!("  {k:<28} {v}");
+        outln!("  {k:<28} {v}");
     }
     Ok(())
 }

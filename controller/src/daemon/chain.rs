@@ -39,6 +39,14 @@ pub struct ActivationConfig {
     /// ReloadFilters: equal-gain crossfade from the old chain to the new one.
     pub crossfade_ms: u64,
     pub crossfade_steps: u32,
+    /// Mic interlock during a ramp up: with a limit set, `umik1-in` gets a meter
+    /// (`mugge-meter-mic`), and while it is linked a ramp stops and mutes when the mic's peak
+    /// exceeds this many dB SPL or its signal vanishes. None: no interlock.
+    pub mic_spl_limit_db: Option<f64>,
+    /// The mic's reading in dBFS for 94 dB SPL (its calibration): SPL = dBFS - this + 94.
+    pub mic_dbfs_at_94_db_spl: f64,
+    /// A mic peak at or below this (dBFS) is a vanished signal (digital silence).
+    pub mic_silence_dbfs: f64,
 }
 
 impl Default for ActivationConfig {
@@ -53,6 +61,9 @@ impl Default for ActivationConfig {
             chain_timeout_ms: 10_000,
             crossfade_ms: 200,
             crossfade_steps: 20,
+            mic_spl_limit_db: None,
+            mic_dbfs_at_94_db_spl: -18.0,
+            mic_silence_dbfs: -100.0,
         }
     }
 }
@@ -67,6 +78,20 @@ impl ActivationConfig {
         }
         if self.ramp_ms > 60_000 || self.mute_ms > 1000 {
             return Err("activation.ramp_ms must be <= 60000 and mute_ms <= 1000".into());
+        }
+        if self
+            .mic_spl_limit_db
+            .is_some_and(|l| !(40.0..=140.0).contains(&l))
+        {
+            return Err("activation.mic_spl_limit_db must be 40..=140 dB SPL".into());
+        }
+        if !(-80.0..=0.0).contains(&self.mic_dbfs_at_94_db_spl)
+            || !(-200.0..=-40.0).contains(&self.mic_silence_dbfs)
+        {
+            return Err(
+                "activation.mic_dbfs_at_94_db_spl must be -80..=0 and mic_silence_dbfs -200..=-40"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -203,6 +228,19 @@ pub fn gain_controls(trims: &[(u32, f32)], factor: f32) -> Vec<(String, f32)> {
         .iter()
         .map(|(ch, t)| (gain_control(*ch), t * factor))
         .collect()
+}
+
+/// The factor of the trims a chain plays at, from its `ch<N>_gain:Mult` controls as read
+/// back: the largest control/trim ratio over the speaker channels (a ramp down from it never
+/// rises, a ramp up from it never jumps). `None` when a speaker channel's control is missing.
+pub fn factor_of(controls: &[(String, f32)], trims: &[(u32, f32)]) -> Option<f32> {
+    let mut factor: Option<f32> = None;
+    for (ch, trim) in trims {
+        let v = controls.iter().find(|c| c.0 == gain_control(*ch))?.1;
+        let f = if *trim > 0.0 { v / trim } else { 0.0 };
+        factor = Some(factor.map_or(f, |x| x.max(f)));
+    }
+    factor.map(|f| f.max(0.0))
 }
 
 /// The set's config with every `ch<N>_gain` Mult at 0.
@@ -386,6 +424,18 @@ pub fn exited(r: &mut Running) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_factor_is_read_back_from_the_gain_controls() {
+        let trims = [(1, 0.5), (2, 0.25)];
+        let c = |a: f32, b: f32| vec![(gain_control(1), a), (gain_control(2), b)];
+        assert_eq!(factor_of(&c(0.25, 0.125), &trims), Some(0.5));
+        assert_eq!(factor_of(&c(0.0, 0.0), &trims), Some(0.0));
+        // Unequal ratios: the larger one.
+        assert_eq!(factor_of(&c(0.5, 0.0), &trims), Some(1.0));
+        assert_eq!(factor_of(&[(gain_control(1), 0.5)], &trims), None);
+        assert_eq!(factor_of(&[], &[]), None);
+    }
 
     #[test]
     fn ramps_are_monotonic_equal_steps_ending_exactly_on_target() {

@@ -45,7 +45,11 @@ pub fn run(config: Config, initial: Option<Mode>) -> anyhow::Result<()> {
     }
     tracing::info!("starting in mode {mode}");
     async_io::block_on(async move {
-        let conn = zbus::connection::Builder::session()?
+        let builder = match session_socket() {
+            Some(s) => zbus::connection::Builder::async_io_unix_stream(s),
+            None => zbus::connection::Builder::session()?,
+        };
+        let conn = builder
             .name(BUS_NAME)?
             .serve_at(OBJECT_PATH, ctl)?
             .build()
@@ -73,4 +77,26 @@ pub fn run(config: Config, initial: Option<Mode>) -> anyhow::Result<()> {
     let _ = pw.commands.send(pw::Command::Quit);
     let _ = pw.thread.join();
     Ok(())
+}
+
+/// The session bus socket, connected here rather than by zbus: zbus connects in a `blocking`
+/// pool task, and that pool's thread then stays for good and wakes every 500 ms (blocking 1.7
+/// only retires threads above its limit), an idle daemon's wake-ups without events. `None`
+/// for addresses other than a unix socket path or abstract name (zbus handles those).
+fn session_socket() -> Option<std::os::unix::net::UnixStream> {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    use zbus::address::transport::{Transport, UnixSocket};
+    let addr = zbus::Address::session().ok()?;
+    let Transport::Unix(unix) = addr.transport() else {
+        return None;
+    };
+    let sa = match unix.path() {
+        UnixSocket::File(p) => SocketAddr::from_pathname(p).ok()?,
+        UnixSocket::Abstract(name) => {
+            SocketAddr::from_abstract_name(name.as_encoded_bytes()).ok()?
+        }
+        _ => return None,
+    };
+    UnixStream::connect_addr(&sa).ok()
 }

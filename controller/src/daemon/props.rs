@@ -56,10 +56,53 @@ pub fn values_pod(params: &[(String, PropValue)]) -> Vec<u8> {
         .into_inner()
 }
 
+/// The numeric controls (name, value) in a serialized Props object's SPA_PROP_params, as a
+/// filter-chain node reports them (`ch1_gain:Mult` = 0.5, ...); empty when it has none.
+pub fn parse_controls(bytes: &[u8]) -> Vec<(String, f32)> {
+    let Ok((_, Value::Object(o))) =
+        spa::pod::deserialize::PodDeserializer::deserialize_any_from(bytes)
+    else {
+        return Vec::new();
+    };
+    let Some(Value::Struct(items)) = o
+        .properties
+        .iter()
+        .find(|p| p.key == spa::sys::SPA_PROP_params)
+        .map(|p| &p.value)
+    else {
+        return Vec::new();
+    };
+    items
+        .chunks_exact(2)
+        .filter_map(|kv| {
+            let Value::String(k) = &kv[0] else {
+                return None;
+            };
+            let v = match &kv[1] {
+                Value::Float(f) => *f,
+                Value::Double(d) => *d as f32,
+                Value::Int(i) => *i as f32,
+                _ => return None,
+            };
+            Some((k.clone(), v))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use spa::pod::deserialize::PodDeserializer;
+
+    #[test]
+    fn controls_read_back_from_a_props_pod() {
+        let bytes = params_pod(&[(gain_control(1), 0.5), (gain_control(2), 0.125)]);
+        assert_eq!(
+            parse_controls(&bytes),
+            vec![(gain_control(1), 0.5), (gain_control(2), 0.125)]
+        );
+        assert!(parse_controls(&[0u8; 8]).is_empty());
+    }
 
     #[test]
     fn params_pod_round_trips_as_name_value_pairs() {

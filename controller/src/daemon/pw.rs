@@ -39,6 +39,14 @@ pub enum Command {
     /// Subscribe to (true) or drop (false) the meters' Props: snapshots cost a wake-up each
     /// (~30 Hz per meter), so they flow only while someone reads levels over D-Bus.
     WantLevels(bool),
+    /// Reads a node's numeric Props controls (`ch<N>_gain:Mult`, ...): what a chain left
+    /// running by a previous controller plays at.
+    ReadControls {
+        node: String,
+        reply: std::sync::mpsc::Sender<Result<Vec<(String, f32)>, String>>,
+    },
+    /// Internal: drop idle meter proxies outside their own callbacks.
+    UnbindIdleMeters,
     Quit,
     /// Sets filter-graph controls (`ch<N>_gain:Mult`, ...) in the Props of node `node`;
     /// the reply says whether the node was there to take them.
@@ -55,6 +63,8 @@ pub enum Command {
     },
 }
 
+type ControlsReply = std::sync::mpsc::Sender<Result<Vec<(String, f32)>, String>>;
+
 pub struct PwHandle {
     pub commands: pw::channel::Sender<Command>,
     pub thread: std::thread::JoinHandle<()>,
@@ -66,13 +76,16 @@ pub fn spawn(
     levels: async_channel::Sender<(String, Levels)>,
 ) -> PwHandle {
     let (tx, rx) = pw::channel::channel::<Command>();
+    let own = tx.clone();
     let thread = std::thread::Builder::new()
         .name("mugge-pw".into())
         .spawn(move || {
             // A dead PipeWire thread would leave a daemon that answers D-Bus but manages
             // nothing: end the process instead, so its supervisor restarts it (links linger).
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(rx, status, levels)))
-                .is_err()
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run(rx, own, status, levels)
+            }))
+            .is_err()
             {
                 std::process::abort();
             }
@@ -95,6 +108,8 @@ struct Conn {
     settings: Option<(pw::metadata::Metadata, pw::metadata::MetadataListener)>,
     pending_links: HashMap<(u32, u32), (pw::link::Link, pw::proxy::ProxyListener)>,
     pending_nodes: HashMap<String, (pw::node::Node, pw::proxy::ProxyListener)>,
+    /// Meter nodes' globals, to bind them again when levels are wanted.
+    meter_globals: HashMap<u32, pw::registry::GlobalObject<pw::properties::PropertiesBox>>,
 }
 
 struct Engine {
@@ -116,6 +131,12 @@ struct Engine {
     status_tx: async_channel::Sender<Status>,
     levels_tx: async_channel::Sender<(String, Levels)>,
     levels_wanted: bool,
+    /// ReadControls waiting for a node's Props param.
+    controls_wanted: HashMap<u32, (Vec<(String, f32)>, ControlsReply)>,
+    /// The core sync that ends each ReadControls (node id).
+    controls_sync: Vec<(pw::spa::utils::result::AsyncSeq, u32)>,
+    /// Our own command channel, for work deferred to the next loop turn.
+    commands: Option<pw::channel::Sender<Command>>,
     last_status: Option<Status>,
     link_seen_at: HashMap<u32, Instant>,
     stats: Stats,
@@ -124,6 +145,7 @@ struct Engine {
 
 fn run(
     rx: pw::channel::Receiver<Command>,
+    own: pw::channel::Sender<Command>,
     status_tx: async_channel::Sender<Status>,
     levels_tx: async_channel::Sender<(String, Levels)>,
 ) {
@@ -147,6 +169,9 @@ fn run(
             status_tx,
             levels_tx,
             levels_wanted: false,
+            commands: Some(own),
+            controls_wanted: HashMap::new(),
+            controls_sync: Vec::new(),
             last_status: None,
             link_seen_at: HashMap::new(),
             stats: Stats::default(),
@@ -200,6 +225,10 @@ fn run(
                 let _ = reply.try_send(engine.borrow().reset_clip(&meter));
             }
             Command::WantLevels(want) => engine.borrow_mut().want_levels(want),
+            Command::ReadControls { node, reply } => {
+                engine.borrow_mut().read_controls(&node, reply)
+            }
+            Command::UnbindIdleMeters => engine.borrow_mut().unbind_idle_meters(),
             Command::Quit => {
                 quit.set(true);
                 mainloop.quit();
@@ -249,11 +278,18 @@ fn connect(
         .done({
             let engine = Rc::downgrade(engine);
             move |id, seq| {
-                if id == pw::core::PW_ID_CORE && seq == pending {
-                    if let Some(e) = engine.upgrade() {
-                        let mut e = e.borrow_mut();
-                        e.synced = true;
-                        e.step();
+                if id != pw::core::PW_ID_CORE {
+                    return;
+                }
+                let Some(e) = engine.upgrade() else { return };
+                let mut e = e.borrow_mut();
+                if seq == pending {
+                    e.synced = true;
+                    e.step();
+                } else if let Some(k) = e.controls_sync.iter().position(|(s, _)| *s == seq) {
+                    let (_, node) = e.controls_sync.remove(k);
+                    if let Some((controls, reply)) = e.controls_wanted.remove(&node) {
+                        let _ = reply.send(Ok(controls));
                     }
                 }
             }
@@ -302,6 +338,7 @@ fn connect(
         settings: None,
         pending_links: HashMap::new(),
         pending_nodes: HashMap::new(),
+        meter_globals: HashMap::new(),
     })
 }
 
@@ -327,55 +364,11 @@ impl Engine {
                 self.inflight.nodes.remove(&name);
                 if let Some(conn) = self.conn.as_mut() {
                     conn.pending_nodes.remove(&name);
-                    // Full properties (positions, mugge.*) come with the node's info.
-                    if let Ok(proxy) = conn.registry.bind::<pw::node::Node, _>(global) {
-                        let weak = self.weak.clone();
-                        let builder = proxy.add_listener_local();
-                        // Meters publish snapshots as Props: subscribe, parse, forward. The
-                        // engine is not involved (no borrow, no reconcile).
-                        let builder = if name.starts_with("mugge-meter-") {
-                            if self.levels_wanted {
-                                proxy.subscribe_params(&[pw::spa::param::ParamType::Props]);
-                            }
-                            let tx = self.levels_tx.clone();
-                            let meter = name.clone();
-                            builder.param(move |_seq, _id, _index, _next, pod| {
-                                if let Some(l) = pod.and_then(super::levels::parse_pod) {
-                                    let _ = tx.try_send((meter.clone(), l));
-                                }
-                            })
-                        } else {
-                            builder
-                        };
-                        let listener = builder
-                            .info(move |info| {
-                                // Only props matter here. Params-only infos come with every
-                                // meter snapshot (~30 Hz per meter): no reconcile for them.
-                                if !info.change_mask().contains(pw::node::NodeChangeMask::PROPS) {
-                                    return;
-                                }
-                                let Some(e) = weak.upgrade() else { return };
-                                let mut e = e.borrow_mut();
-                                if let Some(n) = e.graph.nodes.get_mut(&id) {
-                                    // Only an info that says its props changed carries
-                                    // them; the others have an empty dict.
-                                    if info.change_mask().contains(pw::node::NodeChangeMask::PROPS)
-                                    {
-                                        if let Some(p) = info.props() {
-                                            n.props = p
-                                                .iter()
-                                                .map(|(k, v)| (k.to_string(), v.to_string()))
-                                                .collect();
-                                        }
-                                        n.info = true;
-                                    }
-                                }
-                                e.step();
-                            })
-                            .register();
-                        conn.nodes.insert(id, (proxy, listener));
+                    if name.starts_with("mugge-meter-") {
+                        conn.meter_globals.insert(id, global.to_owned());
                     }
                 }
+                self.bind_node(global, &name);
             }
             ObjectType::Port => {
                 let (Some(node), Some(index)) =
@@ -486,28 +479,161 @@ impl Engine {
         if let Some(conn) = self.conn.as_mut() {
             conn.nodes.remove(&id);
             conn.clients.remove(&id);
+            conn.meter_globals.remove(&id);
         }
         self.step();
     }
 
+    /// Binds a node for its full properties (positions, mugge.*) and, for meters, their
+    /// snapshots (Props params).
+    fn bind_node<P: AsRef<pw::spa::utils::dict::DictRef>>(
+        &mut self,
+        global: &pw::registry::GlobalObject<P>,
+        name: &str,
+    ) {
+        let id = global.id;
+        let meter = name.starts_with("mugge-meter-");
+        let levels_wanted = self.levels_wanted;
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let Ok(proxy) = conn.registry.bind::<pw::node::Node, _>(global) else {
+            return;
+        };
+        let weak = self.weak.clone();
+        let builder = proxy.add_listener_local();
+        // Meters publish snapshots as Props: subscribe, parse, forward. The engine is not
+        // involved (no borrow, no reconcile).
+        let builder = if meter {
+            if levels_wanted {
+                proxy.subscribe_params(&[pw::spa::param::ParamType::Props]);
+            }
+            let tx = self.levels_tx.clone();
+            let meter = name.to_string();
+            builder.param(move |_seq, _id, _index, _next, pod| {
+                if let Some(l) = pod.and_then(super::levels::parse_pod) {
+                    let _ = tx.try_send((meter.clone(), l));
+                }
+            })
+        } else {
+            // Answers to ReadControls (enum_params Props).
+            let weak = self.weak.clone();
+            builder.param(move |_seq, _id, _index, _next, pod| {
+                let Some(e) = weak.upgrade() else { return };
+                let Ok(mut e) = e.try_borrow_mut() else {
+                    return;
+                };
+                // A node can have several Props params (the adapter's, the filter graph's):
+                // collected until the core's answer to the sync sent after the request.
+                if let Some((controls, _)) = e.controls_wanted.get_mut(&id) {
+                    if let Some(p) = pod {
+                        controls.extend(super::props::parse_controls(p.as_bytes()));
+                    }
+                }
+            })
+        };
+        let commands = self.commands.clone();
+        let listener = builder
+            .info(move |info| {
+                // Only props matter here. Params-only infos come with every meter snapshot
+                // (~30 Hz per meter) to every proxy bound to it: no reconcile for them, and
+                // no binding at all while nobody reads levels (see `unbind_idle_meters`).
+                if !info.change_mask().contains(pw::node::NodeChangeMask::PROPS) {
+                    return;
+                }
+                let Some(e) = weak.upgrade() else { return };
+                let mut e = e.borrow_mut();
+                if let Some(n) = e.graph.nodes.get_mut(&id) {
+                    // Only an info that says its props changed carries them.
+                    if let Some(p) = info.props() {
+                        n.props = p
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect();
+                    }
+                    n.info = true;
+                }
+                if meter && !e.levels_wanted {
+                    // Not from inside this proxy's own callback: on the next loop turn.
+                    if let Some(tx) = commands.as_ref() {
+                        let _ = tx.send(Command::UnbindIdleMeters);
+                    }
+                }
+                e.step();
+            })
+            .register();
+        conn.nodes.insert(id, (proxy, listener));
+    }
+
+    /// Drops the proxies of meters whose properties are known while nobody reads levels: a
+    /// bound meter sends an info event with every snapshot (~30 Hz), subscribed or not, and
+    /// those were an idle controller's only wake-ups.
+    fn unbind_idle_meters(&mut self) {
+        if self.levels_wanted {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let graph = &self.graph;
+        conn.nodes.retain(|id, _| {
+            !(conn.meter_globals.contains_key(id) && graph.nodes.get(id).is_some_and(|n| n.info))
+        });
+    }
+
     fn want_levels(&mut self, want: bool) {
         self.levels_wanted = want;
+        if !want {
+            self.unbind_idle_meters();
+            return;
+        }
         let Some(conn) = self.conn.as_ref() else {
             return;
         };
-        let ids: &[pw::spa::param::ParamType] = if want {
-            &[pw::spa::param::ParamType::Props]
-        } else {
-            &[]
-        };
-        for n in self
-            .graph
-            .nodes
-            .values()
-            .filter(|n| n.name.starts_with("mugge-meter-"))
-        {
-            if let Some((proxy, _)) = conn.nodes.get(&n.id) {
-                proxy.subscribe_params(ids);
+        let mut unbound = Vec::new();
+        for (id, global) in &conn.meter_globals {
+            match conn.nodes.get(id) {
+                Some((proxy, _)) => proxy.subscribe_params(&[pw::spa::param::ParamType::Props]),
+                None => unbound.push(global.to_owned()),
+            }
+        }
+        for g in unbound {
+            let name = self
+                .graph
+                .nodes
+                .get(&g.id)
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
+            self.bind_node(&g, &name);
+        }
+    }
+
+    fn read_controls(
+        &mut self,
+        node: &str,
+        reply: std::sync::mpsc::Sender<Result<Vec<(String, f32)>, String>>,
+    ) {
+        let found = (|| {
+            let conn = self.conn.as_ref().ok_or("not connected to PipeWire")?;
+            let n = self
+                .graph
+                .node_named(node)
+                .ok_or_else(|| format!("node {node} is not in the graph"))?;
+            let (proxy, _) = conn
+                .nodes
+                .get(&n.id)
+                .ok_or_else(|| format!("node {node} is not bound"))?;
+            proxy.enum_params(0, Some(pw::spa::param::ParamType::Props), 0, u32::MAX);
+            let seq = conn.core.sync(0).map_err(|e| e.to_string())?;
+            Ok::<_, String>((n.id, seq))
+        })();
+        match found {
+            Ok((id, seq)) => {
+                self.controls_wanted.insert(id, (Vec::new(), reply));
+                self.controls_sync.push((seq, id));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
             }
         }
     }

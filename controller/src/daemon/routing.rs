@@ -17,7 +17,8 @@ pub const INEARS: &str = "mugge-inears";
 pub const METER_PROGRAM: &str = "mugge-meter-program";
 pub const METER_HW_OUT: &str = "mugge-meter-hw-out";
 pub const METER_HW_IN: &str = "mugge-meter-hw-in";
-/// The measurement mic's meter (Measurement mode only): level finding and the safety layer.
+/// The measurement mic's meter: in Measurement mode (level finding and its safety layer) and
+/// whenever the activation's mic interlock is configured.
 pub const METER_MIC: &str = "mugge-meter-mic";
 pub const SIGGEN: &str = "mugge-siggen";
 pub const TAP_PREFIX: &str = "mugge-tap-";

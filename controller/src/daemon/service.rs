@@ -20,6 +20,7 @@ use super::routing::{self, Mode, Table, TableInput};
 use super::status::Status;
 
 mod activation;
+mod interlock;
 mod measurement;
 
 pub const BUS_NAME: &str = "org.mugge.Controller";
@@ -62,6 +63,8 @@ struct Shared {
     taps: Vec<(String, u32)>,
     /// Latest snapshot per meter node.
     levels: BTreeMap<String, Levels>,
+    /// When each meter's latest snapshot arrived (a stale one means the meter is gone).
+    levels_at: BTreeMap<String, Instant>,
     /// Meters' Props are subscribed until then (a lease renewed by readers).
     levels_until: Option<Instant>,
     apps: BTreeMap<Mode, Child>,
@@ -132,6 +135,7 @@ impl Controller {
                 settled: (0, false),
                 taps: Vec::new(),
                 levels: BTreeMap::new(),
+                levels_at: BTreeMap::new(),
                 levels_until: None,
                 apps: BTreeMap::new(),
                 app_notes: Vec::new(),
@@ -175,7 +179,7 @@ impl Controller {
                 (Mode::Measurement, Some(inputs)) => super::measure::solo::restrict(t, inputs),
                 _ => t,
             })
-            .map(|t| self.with_parallel(t))
+            .map(|t| self.with_mic_meter(self.with_parallel(t)))
             .map_err(|e| match e {
                 routing::TableError::NoInears(_) => Error::Refused(e.to_string()),
                 _ => Error::InvalidArgs(e.to_string()),
@@ -498,6 +502,9 @@ impl Controller {
     /// Resets every channel's clip latch of a meter.
     async fn reset_clip(&self, meter: &str) -> Result<(), Error> {
         check_meter(meter)?;
+        // Idle meters are not bound: a short lease binds them, ahead of the reset in the
+        // PipeWire thread's queue.
+        self.watch_levels_for(Duration::from_secs(1));
         let (tx, rx) = async_channel::bounded(1);
         let cmd = Command::ResetClip {
             meter: meter.to_string(),
@@ -775,18 +782,15 @@ pub async fn pump_levels(
             Ev::Snapshot(Some(x)) => x,
             Ev::LeaseChanged => continue,
             Ev::Expired => {
-                let expired = {
-                    let mut sh = shared.lock().unwrap();
-                    let expired = sh.levels_until.is_some_and(|t| t <= Instant::now());
-                    if expired {
-                        // Nobody reads: stop the snapshots, forget stale ones.
-                        sh.levels_until = None;
-                        sh.levels.clear();
-                    }
-                    expired
-                };
-                if expired {
-                    let c = iface.get().await;
+                let c = iface.get().await;
+                let mut sh = shared.lock().unwrap();
+                if sh.levels_until.is_some_and(|t| t <= Instant::now()) {
+                    // Nobody reads: stop the snapshots, forget stale ones. Sent under the
+                    // lease's lock: a reader renewing now sends its WantLevels(true) after this
+                    // one, never before (which would leave a lease without snapshots).
+                    sh.levels_until = None;
+                    sh.levels.clear();
+                    sh.levels_at.clear();
                     let _ = c.commands.lock().unwrap().send(Command::WantLevels(false));
                 }
                 continue;
@@ -795,6 +799,7 @@ pub async fn pump_levels(
         {
             let mut sh = shared.lock().unwrap();
             sh.levels.insert(meter.clone(), levels.clone());
+            sh.levels_at.insert(meter.clone(), Instant::now());
             if meter == routing::METER_MIC {
                 if let Some(tx) = &sh.mic_watch {
                     let _ = tx.try_send(levels.clone());

@@ -155,6 +155,22 @@ impl Controller {
             .map_err(|_| "the PipeWire thread did not answer".to_string())?
     }
 
+    /// The chain's numeric controls (`ch<N>_gain:Mult`, ...) from its node's Props.
+    fn read_controls(&self, tag: &str) -> Result<Vec<(String, f32)>, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cmd = Command::ReadControls {
+            node: routing::filters_in(tag),
+            reply: tx,
+        };
+        self.commands
+            .lock()
+            .unwrap()
+            .send(cmd)
+            .map_err(|_| "the PipeWire thread is gone".to_string())?;
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| "the node did not answer".to_string())?
+    }
+
     /// Crossfade step: the active chain at `old` and the parallel one at `new` (factors).
     fn set_pair(&self, old: f32, new: f32) -> Result<(), String> {
         let (a, p) = {
@@ -314,21 +330,57 @@ impl Controller {
             from => chain::ramp(from.unwrap_or(0.0), to, steps),
         };
         let dt = total / factors.len() as u32;
+        // Rising: the mic interlock (if a measurement mic is linked) judges every step before
+        // the next one rises, and the last one after one more step's time.
+        let guard = if to > from.unwrap_or(0.0) {
+            match self.mic_guard(total).await {
+                Ok(g) => g,
+                Err(why) => return Err(self.interlocked(why, 0, em).await),
+            }
+        } else {
+            None
+        };
         let start = Instant::now();
+        let mut pct = 0;
         for (k, f) in factors.iter().enumerate() {
             if self.abort.load(Ordering::SeqCst) {
                 return Err(self.aborted());
             }
+            if let Some(g) = guard.as_ref().filter(|_| k > 0) {
+                if let Err(why) = self.mic_check(g) {
+                    return Err(self.interlocked(why, pct, em).await);
+                }
+            }
             self.set_factor(*f).map_err(Error::NotReady)?;
+            pct = ((k + 1) * 100 / factors.len()) as u32;
             if let Some(em) = em {
-                let pct = ((k + 1) * 100 / factors.len()) as u32;
                 let _ = Self::activation_progress(em, phase, pct).await;
             }
-            if k + 1 < factors.len() {
+            if k + 1 < factors.len() || guard.is_some() {
                 async_io::Timer::at(start + dt * (k as u32 + 1)).await;
             }
         }
+        if let Some(g) = guard.as_ref() {
+            if let Err(why) = self.mic_check(g) {
+                return Err(self.interlocked(why, pct, em).await);
+            }
+        }
         Ok(())
+    }
+
+    /// The mic interlock tripped: mute everything, say so (signal and answer).
+    async fn interlocked(&self, why: String, pct: u32, em: Option<&SignalEmitter<'_>>) -> Error {
+        let muted = self.set_factor(0.0);
+        tracing::warn!("mic interlock: {why}; muting");
+        if let Some(em) = em {
+            let _ = Self::activation_progress(em, "mic-interlock", pct).await;
+        }
+        Error::Refused(match muted {
+            Ok(()) => {
+                format!("ramp stopped by the mic interlock: {why}; all speaker outputs muted")
+            }
+            Err(e) => format!("ramp stopped by the mic interlock: {why}; muting failed: {e}"),
+        })
     }
 
     fn aborted(&self) -> Error {
@@ -568,12 +620,22 @@ impl Controller {
             let manifest = self.manifest_of(&c.set);
             let trims = manifest.as_ref().map(chain::trims).unwrap_or_default();
             let topology = manifest.as_ref().map(|m| self.topology_of(m));
+            // The gain it plays at, read back from its controls: status, the next ramp and
+            // the next crossfade start from the truth.
+            let factor = match self.read_controls(&c.tag) {
+                Ok(controls) => chain::factor_of(&controls, &trims),
+                Err(e) => {
+                    tracing::warn!("cannot read the gain of chain {}: {e}", c.tag);
+                    None
+                }
+            };
+            tracing::info!("chain {} plays at {factor:?} of its trims", c.tag);
             self.chain.lock().unwrap().active = Some(Active {
                 tag: c.tag.clone(),
                 set: c.set.clone(),
                 profile: c.profile.clone(),
                 trims,
-                factor: None,
+                factor,
                 running: None,
                 topology,
             });
