@@ -35,6 +35,10 @@ enum Command {
     Filters(cli::filters::FiltersArgs),
     /// Set up this box for headless user-session audio.
     Setup(cli::setup::SetupArgs),
+    /// Analyse a saved measurement offline; with --profile, propose the room correction.
+    Analyse(cli::analyse::Args),
+    /// Room corrections kept for fixed installations: list, store, recall, drift.
+    Preset(cli::preset::PresetArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Profile(a) => cli::profile::run(a),
         Command::Filters(a) => cli::filters::run(a),
         Command::Setup(a) => cli::setup::run(a),
+        Command::Analyse(a) => cli::analyse::run(a),
+        Command::Preset(a) => cli::preset::run(a),
     }
 }

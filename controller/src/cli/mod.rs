@@ -12,12 +12,14 @@ macro_rules! out {
     ($($t:tt)*) => { $crate::cli::out(format_args!($($t)*)) };
 }
 
+pub mod analyse;
 pub mod daemon;
 pub mod filters;
 pub mod links;
 pub mod measure;
 pub mod meters;
 pub mod mode;
+pub mod preset;
 pub mod profile;
 pub mod setup;
 pub mod status;

@@ -1,24 +1,31 @@
 //! From measured channels to a deployable, verified room correction: per-channel cut-only
-//! corrections against the profile's target (with ISO 226 at the operating SPL), delays that
-//! align the arrivals at the listening position, level trims (cut only), a gated set written for
-//! `ReloadFilters`, and the verification of a second measurement against the design's targets.
+//! corrections against the profile's target (with ISO 226 at the operating SPL), delays that make
+//! the bands sum at their crossovers at the listening position, level trims (cut only), a gated
+//! set written for `ReloadFilters`, and the verification of a second measurement against the
+//! design's targets. docs/measurement.md has the theory and the numbers.
 //!
-//! The measurement is taken *through the set that was playing* (the profile's set without a room
-//! correction: crossover, protection high-pass, compensation EQ, target, trims and delays all in):
-//! `M = P F_old`, `P` the speaker in the room. The new set's filter is `F_new = F_old C T_new /
-//! T_old` (`T` the target curve, which changes with the operating SPL), so the response after
-//! deployment will be `M C T_new / T_old`. The design picks `C` (cut only) to bring that towards
-//! the channel's target: its crossover band x protection high-pass x `T_new`, at the channel's
-//! own level; trims then bring every channel to the quietest one's level.
+//! The measurement is taken *through the set that was playing* ([`design`]: the profile's own
+//! set, crossover, protection high-pass, compensation EQ, target, trims and delays all in;
+//! [`design_through`]: any other set of the profile): `M = P F_old`, `P` the speaker in the room.
+//! The new set's filter is `F_new = F_own C T_new / T_old` (`T` the target curve, which changes
+//! with the operating SPL), so the response after deployment will be `M (F_own / F_old) C T_new /
+//! T_old`. The design picks `C` (cut only) to bring that towards the channel's target: its
+//! crossover band x protection high-pass x `T_new`, at the channel's own level; trims then bring
+//! every channel to the quietest one's level.
 
+use super::arrival::arrival;
 use super::correction::{CorrectionCurve, CorrectionParams};
+use super::deconvolve::ImpulseResponse;
 use super::record::ChannelResult;
 use super::response::{log_frequencies, smooth, Response};
+use super::spectrum;
 use super::MeasureError;
+use crate::generate::generate;
 use crate::profile::Target;
 use crate::response::{crossover_band, lr_highpass, protection_hpf, TargetCurve};
 use crate::set::{Manifest, SetError};
 use crate::validate::{check_rig, Problems, Rig};
+use realfft::num_complex::Complex64;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -98,9 +105,14 @@ pub struct ChannelTarget {
     /// The measurement as it will be after deployment without the correction (smoothed), dB:
     /// the "before" of a before/after comparison.
     pub before: Response,
-    /// The channel's level (median of measurement - target over its reference band) before its
-    /// trim, dB.
+    /// The channel's level (see `robust_level`: measurement - target over its reference band)
+    /// before its new trim, dB.
     pub level_db: f64,
+    /// Measured arrival (peak) at the listening position, seconds.
+    pub arrival_s: f64,
+    /// The arrival the alignment used, seconds on a time base common to the measured channels
+    /// (see `band_lag_s`, `acoustic_arrival_s`).
+    pub alignment_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,8 +183,288 @@ fn new_target(t: &Target, opts: &DesignOptions) -> Target {
     }
 }
 
+/// Regularisation of the division by the played filter, dB under its largest bin: where the
+/// filter is deeper (a sub's stopband) the measurement is noise and must not be amplified.
+const UNFILTER_FLOOR_DB: f64 = 30.0;
+
+/// The arrival of the sound at the mic without the filter it played through, seconds after the
+/// reference (loopback removed, the chain's delay included): the peak of the measured impulse
+/// response divided by the played filter's spectrum (regularised), i.e. of the speaker in the
+/// room. Used for alignment only where no crossover links two channels (see [`band_lag_s`]).
+/// Without an impulse response (synthetic results) the filter's own peak is taken off the
+/// measured arrival.
+pub fn acoustic_arrival_s(result: &ChannelResult, played_taps: &[f32], rate: f64) -> Result<f64> {
+    let Some(first) = result.positions.first() else {
+        let ir = ImpulseResponse {
+            samples: played_taps.iter().map(|&t| f64::from(t)).collect(),
+            rate,
+        };
+        return Ok(result.arrival_s - arrival(&ir, 0, ir.len() as isize)?.seconds);
+    };
+    let ir = &first.ir;
+    if played_taps.is_empty() || ir.is_empty() || ir.rate != rate {
+        return Err(DesignError::Invalid(format!(
+            "channel {}: no filter taps, no impulse response, or its rate is not {rate} Hz",
+            result.channel
+        )));
+    }
+    // The causal part (harmonic distortion sits at negative times, the end of the buffer), as
+    // long as arrivals and the filter can be.
+    let h = ir.causal(ALIGN_LEN);
+    let n = spectrum::fft_len(h.len() + played_taps.len());
+    let taps: Vec<f64> = played_taps.iter().map(|&t| f64::from(t)).collect();
+    let (hs, fs) = (spectrum::forward(h, n), spectrum::forward(&taps, n));
+    let max = fs.iter().map(|c| c.norm_sqr()).fold(0.0, f64::max);
+    let eps = max * super::from_db(-2.0 * UNFILTER_FLOOR_DB);
+    let plant: Vec<Complex64> = hs
+        .iter()
+        .zip(&fs)
+        .map(|(y, x)| y * x.conj() / (x.norm_sqr() + eps))
+        .collect();
+    let search = (h.len() as isize).min(n as isize / 2);
+    let p = ImpulseResponse {
+        samples: spectrum::inverse(plant, n),
+        rate,
+    };
+    let raw = arrival(&p, 0, search)?.samples;
+    // The analysis took its loopback off the measured peak; the same comes off this one.
+    let measured_raw = arrival(ir, 0, (ir.len() / 2) as isize)?;
+    let loopback = measured_raw.samples - first.arrival.samples;
+    Ok((raw - loopback) / rate)
+}
+
+/// Samples of each impulse response the alignment looks at (1.4 s at 48 kHz): arrivals lie
+/// within 0.5 s, a filter is at most 65,536 taps, and the rest is decay.
+const ALIGN_LEN: usize = 1 << 16;
+
+/// Largest lag [`band_lag_s`] considers, seconds.
+pub const MAX_LAG_S: f64 = 0.05;
+
+/// How much later channel `a` must be heard than channel `b` (negative: earlier) for the two
+/// to sum with the most energy inside `band` (Hz, a raised cosine over log frequency), from
+/// their measured impulse responses (position 1), seconds.
+///
+/// `|A e^{-jwt} + B|^2 = |A|^2 + |B|^2 + 2 Re(A B* e^{-jwt})`: summed over the band, the energy
+/// of the sum is largest at the peak of the band-limited cross-correlation. This, not the peaks
+/// of the responses, is what aligning two bands of a crossover means: a sub's response has no
+/// high frequencies to peak with and its low frequencies come late in any room (roll-off,
+/// modes), while a top's peak is its high-frequency direct sound. The measured responses
+/// include the played filters, whose phase is part of the sum.
+pub fn band_lag_s(a: &ChannelResult, b: &ChannelResult, band: (f64, f64)) -> Result<f64> {
+    let (Some(pa), Some(pb)) = (a.positions.first(), b.positions.first()) else {
+        return Err(DesignError::Invalid(format!(
+            "channels {} and {}: no impulse responses to compare",
+            a.channel, b.channel
+        )));
+    };
+    let (ia, ib) = (&pa.ir, &pb.ir);
+    let rate = ia.rate;
+    let (lo, hi) = band;
+    if ib.rate != rate || !(lo > 0.0 && hi > lo && hi < rate / 2.0) {
+        return Err(DesignError::Invalid(format!(
+            "alignment band {lo}..{hi} Hz at {rate} / {} Hz",
+            ib.rate
+        )));
+    }
+    let lag =
+        band_lag(ia.causal(ALIGN_LEN), ib.causal(ALIGN_LEN), rate, band).ok_or_else(|| {
+            DesignError::Invalid(format!(
+                "channels {} and {}: nothing in common in {lo:.0}..{hi:.0} Hz",
+                a.channel, b.channel
+            ))
+        })?;
+    // Loopback is the same for both channels of one measurement: it cancels.
+    Ok(lag / rate)
+}
+
+/// The lag of `ha` against `hb` (samples) at the peak of their cross-correlation in `band`
+/// (raised cosine over log frequency), within +-[`MAX_LAG_S`]; None if they share nothing there.
+fn band_lag(ha: &[f64], hb: &[f64], rate: f64, (lo, hi): (f64, f64)) -> Option<f64> {
+    let n = spectrum::fft_len(ha.len().max(hb.len()) * 2);
+    let (sa, sb) = (spectrum::forward(ha, n), spectrum::forward(hb, n));
+    let centre = (lo * hi).sqrt();
+    let half = (hi / centre).log2();
+    let cross: Vec<Complex64> = sa
+        .iter()
+        .zip(&sb)
+        .enumerate()
+        .map(|(k, (x, y))| {
+            let f = k as f64 * rate / n as f64;
+            let u = if f > 0.0 {
+                (f / centre).log2() / half
+            } else {
+                2.0
+            };
+            let w = if u.abs() < 1.0 {
+                (std::f64::consts::FRAC_PI_2 * u).cos().powi(2)
+            } else {
+                0.0
+            };
+            x * y.conj() * w
+        })
+        .collect();
+    let r = spectrum::inverse(cross, n);
+    let max_lag = ((MAX_LAG_S * rate) as isize).min(n as isize / 2 - 1);
+    let at = |l: isize| r[l.rem_euclid(n as isize) as usize];
+    let best = (-max_lag..=max_lag)
+        .max_by(|&x, &y| at(x).total_cmp(&at(y)))
+        .unwrap_or(0);
+    if at(best) <= 0.0 {
+        return None;
+    }
+    let (y0, y1, y2) = (at(best - 1), at(best), at(best + 1));
+    let d = y0 - 2.0 * y1 + y2;
+    let frac = if d < 0.0 { 0.5 * (y0 - y2) / d } else { 0.0 };
+    Some(best as f64 + frac)
+}
+
+/// The alignment band around a crossover: an octave either side.
+pub fn crossover_band_hz(fc: f64) -> (f64, f64) {
+    (fc / 2.0, fc * 2.0)
+}
+
+/// Arrivals of the measured channels on one time base, for alignment. Channels of bands `k` and
+/// `k + 1` meet at crossover `k` and are timed against one reference channel there by
+/// [`band_lag_s`]; the next crossover's reference is a channel of the band between the two, so
+/// the times chain up. Without crossovers, without impulse responses, or when a band that links
+/// two crossovers was not measured, every channel's own acoustic arrival is used.
+fn alignment_arrivals(
+    rig: &Rig,
+    results: &[ChannelResult],
+    taps_of: &dyn Fn(u32) -> Result<Vec<f32>>,
+) -> Result<Vec<f64>> {
+    let p = &rig.profile;
+    let rate = f64::from(p.sample_rate);
+    let band_of = |r: &ChannelResult| {
+        p.speakers
+            .iter()
+            .find(|s| s.channel as usize == r.channel)
+            .map(|s| s.band as usize)
+            .unwrap_or(1)
+    };
+    let bands: Vec<usize> = results.iter().map(band_of).collect();
+    let (lo_band, hi_band) = (
+        *bands.iter().min().unwrap_or(&1),
+        *bands.iter().max().unwrap_or(&1),
+    );
+    let linked = (lo_band + 1..hi_band).all(|b| bands.contains(&b));
+    let with_ir = results.iter().all(|r| !r.positions.is_empty());
+    if p.crossovers.is_empty() || !linked || !with_ir {
+        return results
+            .iter()
+            .map(|r| acoustic_arrival_s(r, &taps_of(r.channel as u32)?, rate))
+            .collect();
+    }
+    // Crossover k (0-based) lies between bands k + 1 and k + 2 (1-based); a channel of band b
+    // is timed at crossover b - 2 (band 1: crossover 0).
+    let xo = |b: usize| b.max(2) - 2;
+    let last = p.crossovers.len() - 1;
+    let mut t: Vec<Option<f64>> = vec![None; results.len()];
+    let first_k = xo(lo_band).min(last);
+    for k in first_k..=xo(hi_band).min(last) {
+        let band = crossover_band_hz(p.crossovers[k].freq_hz);
+        // The reference: a channel of band k + 2 timed already (k > first_k), else the first
+        // channel of band k + 1 or k + 2 at time 0.
+        let members: Vec<usize> = (0..results.len())
+            .filter(|&i| xo(bands[i]).min(last) == k || (bands[i] == k + 1 && k == first_k))
+            .collect();
+        let reference = (0..results.len())
+            .find(|&i| t[i].is_some() && bands[i] == k + 1)
+            .or_else(|| members.first().copied());
+        let Some(r) = reference else { continue };
+        let t_ref = t[r].unwrap_or(0.0);
+        for i in members {
+            if t[i].is_none() {
+                t[i] = Some(if i == r {
+                    t_ref
+                } else {
+                    t_ref + band_lag_s(&results[i], &results[r], band)?
+                });
+            }
+        }
+    }
+    t.into_iter()
+        .zip(results)
+        .map(|(v, r)| {
+            v.ok_or_else(|| {
+                DesignError::Invalid(format!("channel {}: not timed at any crossover", r.channel))
+            })
+        })
+        .collect()
+}
+
 /// Designs corrections, delays and trims for the measured channels of `rig`.
 pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Result<RoomDesign> {
+    design_impl(rig, None, results, opts)
+}
+
+/// [`design`] for a measurement taken through another set of the same profile (`played_set`, a
+/// set directory: e.g. an earlier corrected set that is still playing). The played filters'
+/// magnitude is divided out against the profile's own filters, and its delays and trims are the
+/// base the new ones build on, so the result is the same as measured through the profile's own
+/// set: a room is never corrected twice.
+pub fn design_through(
+    rig: &Rig,
+    played_set: &Path,
+    results: &[ChannelResult],
+    opts: &DesignOptions,
+) -> Result<RoomDesign> {
+    let m = crate::set::read_manifest(played_set)?;
+    if m.profile_name != rig.profile.name || m.sample_rate != rig.profile.sample_rate {
+        return Err(DesignError::Invalid(format!(
+            "set {} is for \"{}\" at {} Hz, the profile is \"{}\" at {} Hz",
+            played_set.display(),
+            m.profile_name,
+            m.sample_rate,
+            rig.profile.name,
+            rig.profile.sample_rate
+        )));
+    }
+    let mut played = Vec::new();
+    for r in results {
+        let c = m
+            .channels
+            .iter()
+            .find(|c| c.channel as usize == r.channel)
+            .ok_or_else(|| {
+                DesignError::Invalid(format!(
+                    "channel {} is not in set {}",
+                    r.channel,
+                    played_set.display()
+                ))
+            })?;
+        let (taps, _) = crate::set::read_wav(&played_set.join(&c.file))?;
+        played.push(Played {
+            channel: c.channel,
+            taps,
+            delay_ms: c.delay_ms,
+            trim_db: c.trim_db,
+        });
+    }
+    design_impl(rig, Some(played), results, opts)
+}
+
+/// One channel as it played during the measurement.
+struct Played {
+    channel: u32,
+    taps: Vec<f32>,
+    delay_ms: f64,
+    trim_db: f64,
+}
+
+/// Magnitude of `taps` at `f`, dB.
+fn taps_db(taps: &[f32], f: f64, rate: f64) -> f64 {
+    let t: Vec<f64> = taps.iter().map(|&v| f64::from(v)).collect();
+    let w = vec![1.0; t.len()];
+    super::db(spectrum::dtft_at(&t, 0, &w, f, rate).norm())
+}
+
+fn design_impl(
+    rig: &Rig,
+    played_set: Option<Vec<Played>>,
+    results: &[ChannelResult],
+    opts: &DesignOptions,
+) -> Result<RoomDesign> {
     let p = &rig.profile;
     let cp = &opts.correction;
     cp.validate()?;
@@ -213,6 +505,91 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
         }
     }
     let rate = f64::from(p.sample_rate);
+    // The filters the measurement played through: the profile's own set. Their peaks come off
+    // the measured arrivals before aligning: a sub's low-pass peaks ~15 ms after its onset, while
+    // the bands of a Linkwitz-Riley crossover share their phase, so aligning the peaks would put
+    // the tops that far behind the subs.
+    // Only the measured channels' filters are needed (each is designed on its own; the global
+    // attenuation may differ without the others, which only scales them: they serve timing).
+    let mut measured_rig = rig.clone();
+    measured_rig
+        .profile
+        .speakers
+        .retain(|s| results.iter().any(|r| r.channel == s.channel as usize));
+    let mut plain = generate(&measured_rig, None, &|_| {}).map_err(|f| {
+        DesignError::Invalid(format!(
+            "the profile's own filters fail their gates: {}",
+            f.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    // As in the full rig: its global attenuation may be deeper (a boosted speaker not measured).
+    let scale = super::from_db(rig.global_attenuation_db() - measured_rig.global_attenuation_db());
+    for f in &mut plain {
+        f.taps
+            .iter_mut()
+            .for_each(|t| *t = (f64::from(*t) * scale) as f32);
+    }
+    let through_other = played_set.is_some();
+    let played: Vec<Played> = match played_set {
+        Some(v) => v,
+        None => plain
+            .iter()
+            .map(|f| {
+                let sp = &p
+                    .speakers
+                    .iter()
+                    .find(|s| s.channel == f.channel)
+                    .expect("generated");
+                Played {
+                    channel: f.channel,
+                    taps: f.taps.clone(),
+                    delay_ms: sp.delay_ms,
+                    trim_db: sp.trim_db,
+                }
+            })
+            .collect(),
+    };
+    let played_of = |ch: u32| -> Result<&Played> {
+        played
+            .iter()
+            .find(|f| f.channel == ch)
+            .ok_or_else(|| DesignError::Invalid(format!("channel {ch}: no filter")))
+    };
+    let taps_of = |ch: u32| -> Result<Vec<f32>> { Ok(played_of(ch)?.taps.clone()) };
+    // Measured through another set: what the profile's own set would have given.
+    let adjusted: Vec<ChannelResult>;
+    let results = if through_other {
+        adjusted = results
+            .iter()
+            .map(|r| {
+                let ch = r.channel as u32;
+                let own = &plain
+                    .iter()
+                    .find(|f| f.channel == ch)
+                    .expect("generated for every measured channel")
+                    .taps;
+                let pl = played_of(ch)?;
+                let sp = p
+                    .speakers
+                    .iter()
+                    .find(|s| s.channel == ch)
+                    .expect("checked");
+                let mut a = r.clone();
+                for (f, d) in a.response.freqs.iter().zip(a.response.db.iter_mut()) {
+                    *d += taps_db(own, *f, rate) - taps_db(&pl.taps, *f, rate) + sp.trim_db
+                        - pl.trim_db;
+                }
+                Ok(a)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        &adjusted[..]
+    } else {
+        results
+    };
+    let acoustic = alignment_arrivals(rig, results, &taps_of)?;
     let t_old = TargetCurve::new(&p.target, rate);
     let t_new = TargetCurve::new(&new_target(&p.target, opts), rate);
 
@@ -224,7 +601,7 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
         target: ChannelTarget,
     }
     let mut pre = Vec::new();
-    for r in results {
+    for (r, &acoustic_s) in results.iter().zip(&acoustic) {
         let sp = p
             .speakers
             .iter()
@@ -313,7 +690,7 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
             .collect();
         pre.push(Pre {
             channel: sp.channel,
-            arrival_s: r.arrival_s,
+            arrival_s: acoustic_s,
             level_db,
             curve: CorrectionCurve { points },
             target: ChannelTarget {
@@ -327,6 +704,8 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
                         .collect(),
                 },
                 reachable,
+                arrival_s: r.arrival_s,
+                alignment_s: acoustic_s,
                 before: Response {
                     freqs: smoothed.freqs.clone(),
                     db: smoothed
@@ -351,9 +730,12 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
             .iter()
             .find(|s| s.channel == c.channel)
             .expect("checked above");
+        // The measured arrivals contain the delays that played; the levels were brought to the
+        // profile's trims above.
+        let base_delay = played_of(c.channel)?.delay_ms;
         let (delay_ms, trim_db) = if opts.align {
             (
-                sp.delay_ms + (latest - c.arrival_s) * 1000.0,
+                base_delay + (latest - c.arrival_s) * 1000.0,
                 sp.trim_db + (quietest - c.level_db),
             )
         } else {
@@ -373,16 +755,118 @@ pub fn design(rig: &Rig, results: &[ChannelResult], opts: &DesignOptions) -> Res
         });
         targets.push(target);
     }
-    // Every speaker measured: the common part of the delays is latency nobody needs.
-    if opts.align && p.speakers.len() == channels.len() {
+    if opts.align && !p.crossovers.is_empty() {
+        compensate_correction_phase(&measured_rig, opts, &played, &mut channels)?;
+    }
+    if opts.align {
         let min = channels.iter().map(|c| c.delay_ms).fold(f64::MAX, f64::min);
-        channels.iter_mut().for_each(|c| c.delay_ms -= min);
+        // Every speaker measured: the common part of the delays is latency nobody needs. Else
+        // the unmeasured keep theirs, and the measured are only lifted if one went negative.
+        if p.speakers.len() == channels.len() || min < 0.0 {
+            channels.iter_mut().for_each(|c| c.delay_ms -= min);
+        }
     }
     Ok(RoomDesign {
         channels,
         options: opts.clone(),
         targets,
     })
+}
+
+/// A cut is minimum phase: it moves its channel's phase at the crossover a little (a sub's cut
+/// of a mode just below 80 Hz: a quarter of a millisecond). Each channel's delay is corrected by
+/// how much later its corrected filter sums than the played one in the band it was aligned in,
+/// so the alignment measured through the played filters holds for the corrected ones.
+fn compensate_correction_phase(
+    measured_rig: &Rig,
+    opts: &DesignOptions,
+    played: &[Played],
+    channels: &mut [ChannelDesign],
+) -> Result<()> {
+    let mut rig = measured_rig.clone();
+    rig.profile.target = new_target(&rig.profile.target, opts);
+    let lags = corrected_lags(&rig, played, channels)?;
+    let rate = f64::from(rig.profile.sample_rate);
+    for (c, lag) in channels.iter_mut().zip(lags) {
+        c.delay_ms -= lag / rate * 1000.0;
+    }
+    Ok(())
+}
+
+/// Per channel: how much later (samples) its corrected filter sums than the played one.
+fn corrected_lags(rig: &Rig, played: &[Played], channels: &[ChannelDesign]) -> Result<Vec<f64>> {
+    fn gain_of(c: &CorrectionCurve) -> impl Fn(f64) -> f64 + Sync + '_ {
+        move |hz| c.gain_at(hz)
+    }
+    let gains: Vec<_> = channels
+        .iter()
+        .map(|c| (c.channel, gain_of(&c.correction)))
+        .collect();
+    let lookup = |ch: u32| -> Option<crate::response::Correction<'_>> {
+        gains.iter().find(|g| g.0 == ch).map(|g| &g.1 as _)
+    };
+    let corrected = generate(rig, Some(&lookup), &|_| {}).map_err(|f| {
+        DesignError::Invalid(format!(
+            "a corrected filter fails its gates: {}",
+            f.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    let rate = f64::from(rig.profile.sample_rate);
+    let xos = &rig.profile.crossovers;
+    let last = xos.len() - 1;
+    let f64s = |t: &[f32]| t.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    // How much later channel `ch`'s corrected filter sums than its played one at crossover k.
+    let lag_at = |ch: u32, k: usize| -> f64 {
+        match (
+            played.iter().find(|f| f.channel == ch),
+            corrected.iter().find(|f| f.channel == ch),
+        ) {
+            (Some(old), Some(new)) => band_lag(
+                &f64s(&new.taps),
+                &f64s(&old.taps),
+                rate,
+                crossover_band_hz(xos[k].freq_hz),
+            )
+            .unwrap_or(0.0),
+            _ => 0.0,
+        }
+    };
+    let band_of = |ch: u32| {
+        rig.profile
+            .speakers
+            .iter()
+            .find(|s| s.channel == ch)
+            .map(|s| s.band as usize)
+            .unwrap_or(1)
+    };
+    // As in `alignment_arrivals`: a channel of band b is aligned at crossover b - 2 (band 1 at
+    // 0). A middle band meets two crossovers with one delay: what its correction moves at the
+    // upper one more than at the lower one, the bands above take over.
+    let xo = |b: usize| (b.max(2) - 2).min(last);
+    let mut extra = vec![0.0; xos.len()];
+    for k in 1..xos.len() {
+        let bridge: Vec<f64> = channels
+            .iter()
+            .filter(|c| band_of(c.channel) == k + 1)
+            .map(|c| lag_at(c.channel, k) - lag_at(c.channel, k - 1))
+            .collect();
+        let drift = if bridge.is_empty() {
+            0.0
+        } else {
+            bridge.iter().sum::<f64>() / bridge.len() as f64
+        };
+        extra[k] = extra[k - 1] + drift;
+    }
+    Ok(channels
+        .iter()
+        .map(|c| {
+            let k = xo(band_of(c.channel));
+            lag_at(c.channel, k) - extra[k]
+        })
+        .collect())
 }
 
 /// Writes a new gated set for `design` under `sets_dir` (as `<tag>-<millis>`; the same layout as
@@ -505,7 +989,7 @@ pub struct VerifyReport {
 }
 
 /// 1/3-octave bands (base-2 centres around 1 kHz) covering `[lo, hi]`.
-fn third_octave_bands(lo: f64, hi: f64) -> Vec<(f64, f64)> {
+pub fn third_octave_bands(lo: f64, hi: f64) -> Vec<(f64, f64)> {
     let edge = 2f64.powf(1.0 / 6.0);
     (-30..=15)
         .map(|k| 1000.0 * 2f64.powf(f64::from(k) / 3.0))
@@ -589,6 +1073,7 @@ pub fn verify(design: &RoomDesign, after: &[ChannelResult]) -> VerifyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::correction::CorrectionParams;
     use crate::measure::db;
     use crate::validate::load_rig;
 
@@ -658,16 +1143,43 @@ mod tests {
         assert!(db(ch(1).correction.gain_at(180.0)) < -4.5);
         assert!(db(ch(1).correction.gain_at(110.0)).abs() < 1e-9);
         assert!(ch(4).max_cut_db() > -0.5, "{}", ch(4).max_cut_db());
-        // Arrivals 10, 10.5, 12, 11 ms on top of the profile's 2.5, 2.5, 0, 0: every speaker
-        // measured, so the smallest total delay is 0.
-        let want = [2.5 + 2.0, 2.5 + 1.5, 0.0, 1.0];
+        // Arrivals 10, 10.5, 12, 11 ms include the profile's delays 2.5, 2.5, 0, 0 and the
+        // played filters' own peaks (a sub's low-pass peaks late): without those peaks, each
+        // channel is delayed to the latest, and with every speaker measured the smallest total
+        // delay is 0.
+        let acoustic: Vec<f64> = [10.0, 10.5, 12.0, 11.0]
+            .iter()
+            .zip(&d.targets)
+            .map(|(a, t)| {
+                assert!((t.arrival_s * 1000.0 - a).abs() < 1e-12);
+                t.alignment_s * 1000.0
+            })
+            .collect();
+        // The sub's filter peaks late, a top's early.
+        assert!(d.targets[2].arrival_s - d.targets[2].alignment_s > 0.005);
+        assert!(d.targets[0].arrival_s - d.targets[0].alignment_s < 0.002);
+        let latest = acoustic.iter().cloned().fold(f64::MIN, f64::max);
+        let want: Vec<f64> = [2.5, 2.5, 0.0, 0.0]
+            .iter()
+            .zip(&acoustic)
+            .map(|(p, a)| p + latest - a)
+            .collect();
         let min = want.iter().cloned().fold(f64::MAX, f64::min);
+        let got_min = d
+            .channels
+            .iter()
+            .map(|c| c.delay_ms)
+            .fold(f64::MAX, f64::min);
+        assert_eq!(got_min, 0.0);
+        // Within what the cuts' and the target change's phase at the crossover move (a 9 dB
+        // cut of a 45 Hz mode and 10 phon more bass: 0.35 ms).
         for (c, w) in d.channels.iter().zip(want) {
             assert!(
-                (c.delay_ms - (w - min)).abs() < 1e-9,
-                "channel {}: {}",
+                (c.delay_ms - (w - min)).abs() < 0.5,
+                "channel {}: {} vs {}",
                 c.channel,
-                c.delay_ms
+                c.delay_ms,
+                w - min
             );
         }
         // Levels -20, -22, -18, -19 (trims -0, -0, -1, -1 in the profile): to the quietest.
@@ -728,12 +1240,18 @@ mod tests {
                 )));
             }
         }
-        // Different from the profile's own: channel 3 was the latest (no delay), now the tops
-        // wait 4.5 ms in total, and the sub is trimmed.
-        assert_eq!(
-            m.channels[0].delay_samples,
-            (0.0045f64 * 48_000.0).round() as u32
-        );
+        // Different from the profile's own: new delays, and the sub is trimmed.
+        for (mc, c) in m.channels.iter().zip(&d.channels) {
+            assert_eq!(
+                mc.delay_samples,
+                crate::config::delay_samples(c.delay_ms, 48_000)
+            );
+        }
+        assert!(m
+            .channels
+            .iter()
+            .zip(&rig.profile.speakers)
+            .any(|(c, s)| (c.delay_ms - s.delay_ms).abs() > 0.1));
         assert!(m.channels[2].trim_db < -4.0);
         assert_eq!(m.profile.target.operating_spl_db, Some(85.0));
 
@@ -887,5 +1405,145 @@ mod tests {
         // A channel that was not measured again fails.
         let r = verify(&d, &after(&rig, &d, &before)[..3]);
         assert!(!r.channels[3].pass && !r.pass);
+    }
+
+    /// A measurement of `taps` played `delay` samples late into a room that is a pure delay.
+    fn through(channel: u32, taps: &[f32], delay: usize) -> ChannelResult {
+        use crate::measure::analysis::ChannelAnalysis;
+        use crate::measure::response::{windowed, WindowSpec};
+        let mut h = vec![0.0; 1 << 16];
+        for (i, &t) in taps.iter().enumerate() {
+            h[delay + i] = f64::from(t);
+        }
+        let ir = ImpulseResponse {
+            samples: h,
+            rate: 48_000.0,
+        };
+        let a = arrival(&ir, 0, 1 << 15).unwrap();
+        let response = windowed(
+            &ir,
+            a.samples,
+            &log_frequencies(20.0, 20_000.0, 24),
+            &WindowSpec::default(),
+        )
+        .unwrap();
+        ChannelResult {
+            channel: channel as usize,
+            positions: vec![ChannelAnalysis {
+                ir,
+                arrival: a,
+                response: response.clone(),
+                harmonics: Vec::new(),
+            }],
+            response,
+            arrival_s: a.seconds,
+        }
+    }
+
+    #[test]
+    fn three_way_bands_are_aligned_through_both_crossovers() {
+        let profile = conf().join("profiles/3way-stereo.toml");
+        let rig = load_rig(&profile, None).unwrap();
+        let plain = generate(&rig, None, &|_| {}).unwrap();
+        // Speakers 1..6 (bass, mid, horn; left, right) at these distances, in samples.
+        let room = [300usize, 310, 280, 292, 260, 275];
+        let played = |ch: u32| {
+            let sp = rig
+                .profile
+                .speakers
+                .iter()
+                .find(|s| s.channel == ch)
+                .unwrap();
+            crate::config::delay_samples(sp.delay_ms, 48_000) as usize
+        };
+        let before: Vec<ChannelResult> = plain
+            .iter()
+            .map(|f| {
+                through(
+                    f.channel,
+                    &f.taps,
+                    room[f.channel as usize - 1] + played(f.channel),
+                )
+            })
+            .collect();
+        let d = design(&rig, &before, &DesignOptions::default()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, m) = write_corrected_set(&profile, &d, tmp.path(), "b").unwrap();
+        let after: Vec<ChannelResult> = m
+            .channels
+            .iter()
+            .map(|c| {
+                let (taps, _) = crate::set::read_wav(&dir.join(&c.file)).unwrap();
+                through(
+                    c.channel,
+                    &taps,
+                    room[c.channel as usize - 1] + c.delay_samples as usize,
+                )
+            })
+            .collect();
+        // Through the corrected set, each pair that meets at a crossover sums best as it is
+        // (and left with right): within the whole-sample rounding of the delays.
+        let lag = |a: u32, b: u32, fc: f64| {
+            band_lag_s(
+                &after[a as usize - 1],
+                &after[b as usize - 1],
+                crossover_band_hz(fc),
+            )
+            .unwrap()
+                * 48_000.0
+        };
+        for (a, b, fc) in [
+            (1, 3, 300.0),
+            (2, 4, 300.0),
+            (3, 5, 1800.0),
+            (4, 6, 1800.0),
+            (1, 2, 300.0),
+            (5, 6, 1800.0),
+        ] {
+            let l = lag(a, b, fc);
+            eprintln!("channels {a} and {b} at {fc} Hz: {l:.2} samples");
+            assert!(
+                l.abs() <= 1.0,
+                "channels {a} and {b} at {fc} Hz: {l} samples"
+            );
+        }
+        // Before, they did not.
+        let l = band_lag_s(&before[0], &before[2], crossover_band_hz(300.0)).unwrap() * 48_000.0;
+        assert!(l.abs() > 5.0, "{l}");
+    }
+
+    #[test]
+    fn full_range_speaker_eq_cuts_high_frequencies_and_passes_the_gates() {
+        let rig = rig();
+        // A top with a 6 dB horn peak at 3 kHz and a 4 dB hump at 10 kHz; the subs flat.
+        let top = |f: f64| bump(f, 3_000.0, 6.0, 0.2) + bump(f, 10_000.0, 4.0, 0.15);
+        let results = vec![
+            measured(&rig, 1, -20.0, 10.0, &top),
+            measured(&rig, 2, -20.0, 10.0, &top),
+            measured(&rig, 3, -20.0, 12.0, &|_| 0.0),
+            measured(&rig, 4, -20.0, 12.0, &|_| 0.0),
+        ];
+        let room = design(&rig, &results, &DesignOptions::default()).unwrap();
+        // Rooms: up to 500 Hz, the horn peak stays.
+        assert!(db(room.channels[0].correction.gain_at(3_000.0)).abs() < 1e-9);
+        let eq = DesignOptions {
+            correction: CorrectionParams {
+                hi_hz: 20_000.0,
+                ..CorrectionParams::default()
+            },
+            ..DesignOptions::default()
+        };
+        let d = design(&rig, &results, &eq).unwrap();
+        let c = &d.channels[0];
+        // The reference band (500 Hz-2 kHz) sets the level; both peaks are cut by about their
+        // (smoothed) height.
+        let at3k = db(c.correction.gain_at(3_000.0));
+        let at10k = db(c.correction.gain_at(10_000.0));
+        assert!(at3k < -4.5 && at3k > -6.5, "{at3k}");
+        assert!(at10k < -2.5 && at10k > -4.5, "{at10k}");
+        assert!(c.correction.max_gain() <= 1.0);
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, _) = write_corrected_set_for(&rig, &d, tmp.path(), "b").unwrap();
+        crate::set::verify(&dir).unwrap();
     }
 }

@@ -11,6 +11,7 @@
 //! - [`correction`]: cut-only correction against a target curve.
 //! - [`alignment`]: per-channel delays and level trims.
 //! - [`design`]: measured channels -> corrections, delays, trims, a gated set; verification.
+//! - [`preset`]: designs stored under a name for fixed installations, recall, drift.
 //! - [`calibration`]: miniDSP/UMIK-1 calibration files, mic sensitivity to absolute SPL.
 //! - [`analysis`]: the above in one call per channel.
 //! - [`record`]: saved measurements (raw captures, settings, clock stamps) and their analysis.
@@ -25,6 +26,7 @@ pub mod correction;
 pub mod deconvolve;
 pub mod design;
 pub mod distortion;
+pub mod preset;
 pub mod record;
 pub mod response;
 pub mod sweep;

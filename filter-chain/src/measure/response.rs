@@ -105,6 +105,11 @@ impl WindowSpec {
 }
 
 /// The windowed magnitude response at `freqs`, with the window's time zero at `arrival` (samples).
+///
+/// The lead-in ends at the response's onset, not at its peak: a low-passed channel (a sub through
+/// its crossover) peaks many milliseconds after it starts, and a window rising only just before
+/// the peak would cut its first half-cycle off and bend the low end by several dB. From the onset
+/// to the peak the window is flat.
 pub fn windowed(
     ir: &ImpulseResponse,
     arrival: f64,
@@ -119,6 +124,7 @@ pub fn windowed(
         )));
     }
     let centre = arrival.round() as isize;
+    let lead = (centre - onset(ir, centre)).max(0) as usize;
     let pre = (spec.pre_s * ir.rate).round() as usize;
     let mut out = Vec::with_capacity(freqs.len());
     // Cache the windowed segment per distinct length (the long windows repeat below cycles/max).
@@ -126,8 +132,8 @@ pub fn windowed(
     for &f in freqs {
         let post = ((spec.length_s(f) * ir.rate).round() as usize).max(1);
         if !matches!(&cache, Some((p, _, _)) if *p == post) {
-            let seg = ir.segment(centre - pre as isize, pre + post);
-            cache = Some((post, seg, window(pre, post)));
+            let seg = ir.segment(centre - (lead + pre) as isize, pre + lead + post);
+            cache = Some((post, seg, window(pre, lead, post)));
         }
         let (_, seg, w) = cache.as_ref().expect("filled above");
         let c = spectrum::dtft_at(seg, 0, w, f, ir.rate);
@@ -139,10 +145,38 @@ pub fn windowed(
     })
 }
 
-fn window(pre: usize, post: usize) -> Vec<f64> {
+/// Onset of the response that peaks at `peak`: walking back from the peak, the start of the
+/// first stretch of [`ONSET_QUIET_S`] that stays [`ONSET_BELOW_DB`] under the peak (at most
+/// [`ONSET_MAX_S`] back). A band-limited impulse's own ringing is shorter than the stretch; the
+/// deconvolution's noise floor lies far under the threshold.
+pub fn onset(ir: &ImpulseResponse, peak: isize) -> isize {
+    let limit = super::from_db(-ONSET_BELOW_DB) * ir.at(peak).abs();
+    let quiet = ((ONSET_QUIET_S * ir.rate).round() as isize).max(1);
+    let max_back = (ONSET_MAX_S * ir.rate).round() as isize;
+    let mut last_loud = peak;
+    let mut t = peak - 1;
+    while t >= peak - max_back && last_loud - t <= quiet {
+        if ir.at(t).abs() > limit {
+            last_loud = t;
+        }
+        t -= 1;
+    }
+    last_loud
+}
+
+/// Threshold of [`onset`] under the peak, dB.
+pub const ONSET_BELOW_DB: f64 = 40.0;
+/// Length of the quiet stretch before the onset, seconds.
+pub const ONSET_QUIET_S: f64 = 0.001;
+/// Largest distance of the onset before the peak, seconds.
+pub const ONSET_MAX_S: f64 = 0.1;
+
+fn window(pre: usize, flat: usize, post: usize) -> Vec<f64> {
     let rise = (0..pre).map(|i| (PI * (i as f64 + 0.5) / (2.0 * pre as f64)).sin().powi(2));
     let fall = (0..post).map(|i| (PI * i as f64 / (2.0 * post as f64)).cos().powi(2));
-    rise.chain(fall).collect()
+    rise.chain(std::iter::repeat_n(1.0, flat))
+        .chain(fall)
+        .collect()
 }
 
 /// Power average of responses on the same frequencies (several mic positions).
@@ -222,6 +256,37 @@ mod tests {
             // 0.9-Nyquist band-limit in the test impulse: -6.02 dB + the 0.9 factor.
             assert!((l - db(0.5)).abs() < 0.02, "{f} Hz: {l} dB");
         }
+    }
+
+    #[test]
+    fn a_late_peaking_low_pass_is_measured_from_its_onset() {
+        // Four one-pole low-passes at 60 Hz after 500 samples of delay: the response starts at
+        // 500 and peaks 3 time constants (8 ms) later, like a sub through its crossover.
+        let rate = 48_000.0;
+        let a = (-2.0 * PI * 60.0 / rate).exp();
+        let mut h = vec![0.0; 48_000];
+        h[500] = 1.0;
+        for _ in 0..4 {
+            let mut y = 0.0;
+            for v in h.iter_mut() {
+                y = (1.0 - a) * *v + a * y;
+                *v = y;
+            }
+        }
+        let peak = (0..h.len())
+            .max_by(|&x, &y| h[x].abs().total_cmp(&h[y].abs()))
+            .unwrap();
+        assert!(peak > 800, "{peak}");
+        let ir = ir(h.clone());
+        let f = log_frequencies(20.0, 200.0, 12);
+        let r = windowed(&ir, peak as f64, &f, &WindowSpec::default()).unwrap();
+        for (f, l) in r.freqs.iter().zip(&r.db) {
+            let w = vec![1.0; h.len()];
+            let exact = db(spectrum::dtft_at(&h, 0, &w, *f, rate).norm());
+            assert!((l - exact).abs() < 0.1, "{f} Hz: {l} vs {exact}");
+        }
+        let o = onset(&ir, peak as isize);
+        assert!((500..560).contains(&o), "{o}");
     }
 
     #[test]

@@ -82,6 +82,8 @@ struct Run<'a> {
     tag: String,
     trims: Vec<(u32, f32)>,
     manifest: Manifest,
+    /// The set the measurement plays through (an earlier corrected set is divided out).
+    played_set: PathBuf,
     rate: u32,
     loopback: f64,
     ambient: Option<f64>,
@@ -387,6 +389,9 @@ impl Controller {
         let manifest = self
             .manifest_of(&set_id)
             .ok_or_else(|| Stop::Fail(format!("manifest of set {set_id} not found")))?;
+        let played_set = self
+            .set_dir_of(&set_id)
+            .ok_or_else(|| Stop::Fail(format!("directory of set {set_id} not found")))?;
         let mut run = Run {
             ctl: self,
             em,
@@ -399,6 +404,7 @@ impl Controller {
             trims,
             rate: manifest.sample_rate,
             manifest,
+            played_set,
             loopback: 0.0,
             ambient: None,
             sweeps: Duration::ZERO,
@@ -976,11 +982,14 @@ impl Run<'_> {
         opts.correction.hi_hz = self.cfg.correction_max_hz;
         let (tx, rx) = async_channel::bounded(1);
         let res = results.clone();
+        let played = self.played_set.clone();
         std::thread::spawn(move || {
             let r = (|| -> Result<_, String> {
                 let rig = mugge_filter_chain::validate::load_rig(&profile, None)
                     .map_err(|e| format!("profile {}: {e}", profile.display()))?;
-                let d = design::design(&rig, &res, &opts).map_err(|e| e.to_string())?;
+                // Through the set that played: a room already corrected is not corrected twice.
+                let d = design::design_through(&rig, &played, &res, &opts)
+                    .map_err(|e| e.to_string())?;
                 let (set, m) = design::write_corrected_set_for(&rig, &d, &sets, "room")
                     .map_err(|e| e.to_string())?;
                 Ok((d, set, m))
