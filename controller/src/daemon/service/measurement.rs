@@ -718,6 +718,11 @@ impl Run<'_> {
         let tail = (self.cfg.tail_s * f64::from(sweep.rate)) as u64;
         let quiet = (QUIET_BEFORE_SWEEP_S * f64::from(sweep.rate)) as usize;
         let arrival_max = (AnalysisOptions::default().max_arrival_s * f64::from(sweep.rate)) as u64;
+        // A tap that stops delivering must not hold the loop: a wall-time bound on the whole
+        // capture (quiet wait, sweep, tail), generous for a loaded machine.
+        let deadline = Instant::now()
+            + SWEEP_START_TIMEOUT * 2
+            + Duration::from_secs_f64(sweep.duration_s + self.cfg.tail_s) * 2;
         let mut requested: Option<(u64, Instant)> = None;
         let mut started: Option<u64> = None;
         let mut played = Instant::now();
@@ -738,6 +743,14 @@ impl Run<'_> {
                 Ev::Reference(f) => rt.push(&f),
                 Ev::MicTap(f) => mt.push(&f),
                 _ => {}
+            }
+            if Instant::now() > deadline {
+                return Err(Stop::Fail(format!(
+                    "the taps did not deliver the sweep in time (reference up to {:?}, mic up \
+                     to {:?}, sweep start {started:?})",
+                    rt.end(),
+                    mt.end()
+                )));
             }
             match (requested, started) {
                 (None, _) => {
