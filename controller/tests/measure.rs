@@ -600,6 +600,13 @@ fn bad_requests_change_nothing_and_positions_wait_for_the_operator() {
     }
     assert_eq!(f.p.measurement_result().unwrap(), "");
     assert_eq!(f.p.mode().unwrap(), "standby");
+    // Not in the middle of a show unless forced.
+    f.p.set_mode("dj").unwrap();
+    let e = f.p.start_measurement(&[1], "{}").unwrap_err();
+    assert_eq!(error_name(&e), "org.mugge.Controller1.Error.Refused", "{e}");
+    assert!(e.to_string().contains("force"), "{e}");
+    assert_eq!(f.p.mode().unwrap(), "dj");
+    f.p.set_mode("standby").unwrap();
 
     // Two positions: the loop waits at "move-mic" until ContinueMeasurement; meanwhile the
     // controller refuses what would disturb it.

@@ -32,6 +32,9 @@ pub struct Args {
     /// Abort the running measurement (mutes at once).
     #[arg(long)]
     abort: bool,
+    /// Also in DJ/Live mode (the program stops for the whole measurement).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -43,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut opts = serde_json::json!({
         "positions": args.positions,
         "dry_run": args.dry_run,
+        "force": args.force,
     });
     if let Some(t) = args.target_spl {
         opts["target_spl_db"] = t.into();

@@ -180,6 +180,8 @@ pub struct Request {
     pub dry_run: bool,
     pub target_spl_db: Option<f64>,
     pub sweep_s: Option<f64>,
+    /// Also in DJ/Live mode (the program stops for the whole measurement).
+    pub force: bool,
 }
 
 impl Request {

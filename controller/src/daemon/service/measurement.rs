@@ -190,8 +190,15 @@ impl Controller {
             if sh.measuring {
                 return Err(Error::Refused("a measurement is already running".into()));
             }
-            if sh.mode.is_none() {
-                return Err(Error::Refused("no mode is set".into()));
+            match sh.mode {
+                None => return Err(Error::Refused("no mode is set".into())),
+                Some(m @ (Mode::Dj | Mode::Live)) if !req.force => {
+                    return Err(Error::Refused(format!(
+                        "refused in {m} mode: the program stops and test signals play for the \
+                         whole measurement; force to do it anyway"
+                    )))
+                }
+                _ => {}
             }
             sh.measuring = true;
         }
