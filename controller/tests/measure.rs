@@ -692,3 +692,89 @@ fn the_cli_measures_and_aborts() {
     let abort = serde_json::to_value(r.abort.as_ref().unwrap()).unwrap();
     assert_eq!(abort["reason"], "stopped", "{abort}");
 }
+
+/// 1/3-octave power of `h`'s spectrum around `f` (the band harmonic levels average over).
+fn band_power(h: &[f64], f: f64) -> f64 {
+    let n = (h.len().max(1 << 16)).next_power_of_two();
+    let mut planner = realfft::RealFftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(n);
+    let mut a = vec![0.0; n];
+    a[..h.len()].copy_from_slice(h);
+    let mut s = fft.make_output_vec();
+    fft.process(&mut a, &mut s).unwrap();
+    let bin = RATE / n as f64;
+    let lo = (f * 2f64.powf(-1.0 / 6.0) / bin).ceil() as usize;
+    let hi = (f * 2f64.powf(1.0 / 6.0) / bin).floor() as usize;
+    s[lo..=hi].iter().map(|c| c.norm_sqr()).sum::<f64>() / (hi - lo + 1) as f64
+}
+
+#[test]
+fn a_speakers_distortion_is_reported_per_harmonic() {
+    let _h = heavy();
+    let mut spec = spec();
+    // Channel 1 dry (no modes, no reflections) with a strong static nonlinearity at the
+    // speaker, after its filters: the sweep plays some 50 dB under full scale.
+    spec.speakers[0].modes.clear();
+    spec.speakers[0].reflections.clear();
+    let nl = mugge_testkit::room::Nonlinearity {
+        a2: 30.0,
+        a3: 8000.0,
+    };
+    spec.speakers[0].nonlinearity = Some(nl);
+    let f = fixture(&spec, "sweep_s = 5.0");
+    let set = set_dir(&f);
+    let r = measure(&f, &[1], r#"{"dry_run": true}"#, |_| {});
+    assert!(r.ok, "{r:?}");
+    eprintln!("{}", r.summary());
+    let res = Recording::load(Path::new(&r.dir))
+        .unwrap()
+        .analyse()
+        .unwrap();
+    let a = &res[0].positions[0];
+    // The level at the nonlinearity: the sweep's peak through the channel's filters and trim.
+    let m = mugge_filter_chain::set::read_manifest(&set).unwrap();
+    let c = m.channels.iter().find(|c| c.channel == 1).unwrap();
+    let fir: Vec<f64> = hound::WavReader::open(set.join(&c.file))
+        .unwrap()
+        .into_samples::<f32>()
+        .map(|s| f64::from(s.unwrap()))
+        .collect();
+    let trim = 10f64.powf(c.trim_db / 20.0);
+    let amp_gen = 10f64.powf(r.channels[0].sweep_level_dbfs / 20.0);
+    let room: Vec<f64> = f.room.as_ref().unwrap().irs[0]
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    let fir_power: Vec<(f64, f64)> = log_frequencies(50.0, 16_000.0, 24)
+        .into_iter()
+        .map(|fr| (fr, band_power(&fir, fr)))
+        .collect();
+    let top = fir_power.iter().map(|p| p.1).fold(0.0, f64::max);
+    let (mut worst, mut n) = (0.0f64, 0);
+    for lv in &a.harmonics {
+        for &(f0, got) in &lv.points {
+            let k = lv.order as f64;
+            let chain = band_power(&fir, f0);
+            // Where the channel plays fully and the harmonic stands well above the noise (the
+            // undistorted channels report -51 dB: the floor of this measurement).
+            if chain < top * 0.5 || k * f0 > 16_000.0 {
+                continue;
+            }
+            let amp = amp_gen * chain.sqrt() * trim;
+            let path = 10.0 * (band_power(&room, k * f0) / band_power(&room, f0)).log10();
+            let want = nl.harmonic_db(lv.order, amp) + path;
+            if want < -45.0 {
+                continue;
+            }
+            n += 1;
+            eprintln!(
+                "H{} at {f0:.0} Hz: reported {got:.2} dB, injected {want:.2} dB",
+                lv.order
+            );
+            worst = worst.max((got - want).abs());
+        }
+    }
+    eprintln!("distortion through the loop: {n} points, worst error {worst:.3} dB");
+    assert!(n >= 6, "too few harmonic points compared");
+    assert!(worst < 1.0, "worst {worst} dB");
+}
