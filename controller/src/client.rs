@@ -21,6 +21,21 @@ pub trait Controller {
     fn unmute(&self) -> zbus::Result<()>;
     #[zbus(signal, name = "ActivationProgress")]
     fn activation_progress(&self, phase: &str, percent: u32) -> zbus::Result<()>;
+    fn start_measurement(&self, channels: &[u32], options: &str) -> zbus::Result<String>;
+    fn abort_measurement(&self) -> zbus::Result<String>;
+    fn continue_measurement(&self) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn measurement_result(&self) -> zbus::Result<String>;
+    #[zbus(signal, name = "MeasurementProgress")]
+    fn measurement_progress(
+        &self,
+        phase: &str,
+        channel: u32,
+        percent: f64,
+        level_db: f64,
+    ) -> zbus::Result<()>;
+    #[zbus(signal, name = "MeasurementFinished")]
+    fn measurement_finished(&self, dir: &str, ok: bool, message: &str) -> zbus::Result<()>;
     fn get_levels(&self, meter: &str) -> zbus::Result<Levels>;
     fn reset_clip(&self, meter: &str) -> zbus::Result<()>;
     fn watch_levels(&self, seconds: u32) -> zbus::Result<()>;
@@ -51,6 +66,16 @@ pub fn connect() -> anyhow::Result<ControllerProxyBlocking<'static>> {
     let conn = zbus::blocking::Connection::session()
         .map_err(|e| anyhow::anyhow!("cannot reach the session bus: {e}"))?;
     Ok(ControllerProxyBlocking::new(&conn)?)
+}
+
+/// A blocking proxy that reads every property from the daemon (no cache that a signal has
+/// yet to update).
+pub fn connect_uncached() -> anyhow::Result<ControllerProxyBlocking<'static>> {
+    let conn = zbus::blocking::Connection::session()
+        .map_err(|e| anyhow::anyhow!("cannot reach the session bus: {e}"))?;
+    Ok(ControllerProxyBlocking::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()?)
 }
 
 /// Turns a D-Bus error into the message people should read.

@@ -25,6 +25,8 @@ enum Command {
     Links(cli::links::Args),
     /// Live view of the three meter points (program, hardware out, hardware in).
     Meters(cli::meters::Args),
+    /// Measure the speakers through the mic, design the room correction, deploy and verify it.
+    Measure(cli::measure::Args),
     /// Tap a source's PCM (framed stream) to a file or stdout.
     Tap(cli::tap::Args),
     /// Speaker profiles.
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Mode(a) => cli::mode::run(a),
         Command::Links(a) => cli::links::run(a),
         Command::Meters(a) => cli::meters::run(a),
+        Command::Measure(a) => cli::measure::run(a),
         Command::Tap(a) => cli::tap::run(a),
         Command::Profile(a) => cli::profile::run(a),
         Command::Filters(a) => cli::filters::run(a),

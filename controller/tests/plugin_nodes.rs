@@ -74,9 +74,11 @@ fn plugin_nodes_are_created_linked_and_read() {
             .iter()
             .filter(|l| l.output_port == out[0].id)
             .count(),
-        2,
-        "siggen -> program FL, FR"
+        3,
+        "siggen -> program FL, FR and the measurement's reference tap"
     );
+    assert!(g.node("mugge-tap-mugge-siggen").is_some());
+    assert!(g.node("mugge-meter-mic").is_some());
     // Levels arrive (graph clock advancing) and the clip reset is accepted.
     let start = Instant::now();
     let first = loop {

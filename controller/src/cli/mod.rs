@@ -16,6 +16,7 @@ pub mod analyse;
 pub mod daemon;
 pub mod filters;
 pub mod links;
+pub mod measure;
 pub mod meters;
 pub mod mode;
 pub mod preset;

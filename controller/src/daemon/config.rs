@@ -63,6 +63,8 @@ pub struct Config {
     pub tap_dir: Option<PathBuf>,
     /// Profile activation and the filter-chain process (`[activation]`).
     pub activation: super::chain::ActivationConfig,
+    /// The measurement loop (`[measurement]`, docs/measurement.md).
+    pub measurement: super::measure::options::MeasureConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +115,7 @@ impl Default for Config {
             extra: BTreeMap::new(),
             tap_dir: None,
             activation: Default::default(),
+            measurement: Default::default(),
         }
     }
 }
@@ -132,6 +135,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.topology.validate()?;
         self.activation.validate()?;
+        self.measurement.validate()?;
         for (m, q) in &self.quantum {
             if !q.is_power_of_two() || !(32..=8192).contains(q) {
                 return Err(format!(

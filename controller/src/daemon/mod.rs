@@ -4,6 +4,7 @@ pub mod chain;
 pub mod config;
 pub mod graph;
 pub mod levels;
+pub mod measure;
 pub mod props;
 pub mod pw;
 pub mod reconcile;

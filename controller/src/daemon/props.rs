@@ -11,11 +11,35 @@ pub fn gain_control(channel: u32) -> String {
     format!("ch{channel}_gain:Mult")
 }
 
+/// A value of a custom `Props` key (the generator takes strings, numbers and booleans).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PropValue {
+    Float(f32),
+    Bool(bool),
+    Str(String),
+}
+
 /// The serialized Props object carrying `controls` (name, value) in SPA_PROP_params.
 pub fn params_pod(controls: &[(String, f32)]) -> Vec<u8> {
-    let fields = controls
+    let values: Vec<(String, PropValue)> = controls
         .iter()
-        .flat_map(|(k, v)| [Value::String(k.clone()), Value::Float(*v)])
+        .map(|(k, v)| (k.clone(), PropValue::Float(*v)))
+        .collect();
+    values_pod(&values)
+}
+
+/// The serialized Props object carrying typed `(name, value)` pairs in SPA_PROP_params.
+pub fn values_pod(params: &[(String, PropValue)]) -> Vec<u8> {
+    let fields = params
+        .iter()
+        .flat_map(|(k, v)| {
+            let v = match v {
+                PropValue::Float(f) => Value::Float(*f),
+                PropValue::Bool(b) => Value::Bool(*b),
+                PropValue::Str(s) => Value::String(s.clone()),
+            };
+            [Value::String(k.clone()), v]
+        })
         .collect();
     let obj = Value::Object(Object {
         type_: spa::sys::SPA_TYPE_OBJECT_Props,

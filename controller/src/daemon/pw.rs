@@ -55,6 +55,12 @@ pub enum Command {
         controls: Vec<(String, f32)>,
         reply: Option<std::sync::mpsc::Sender<Result<(), String>>>,
     },
+    /// Sets typed custom `Props` keys of node `node` (the generator's `siggen.*`).
+    SetProps {
+        node: String,
+        params: Vec<(String, super::props::PropValue)>,
+        reply: Option<std::sync::mpsc::Sender<Result<(), String>>>,
+    },
 }
 
 type ControlsReply = std::sync::mpsc::Sender<Result<Vec<(String, f32)>, String>>;
@@ -200,6 +206,17 @@ fn run(
                 reply,
             } => {
                 let r = engine.borrow().set_controls(&node, &controls);
+                if let Some(tx) = reply {
+                    let _ = tx.send(r);
+                }
+            }
+            Command::SetProps {
+                node,
+                params,
+                reply,
+            } => {
+                let bytes = super::props::values_pod(&params);
+                let r = engine.borrow().set_pod(&node, &bytes);
                 if let Some(tx) = reply {
                     let _ = tx.send(r);
                 }
@@ -893,6 +910,10 @@ impl Engine {
     }
 
     fn set_controls(&self, node: &str, controls: &[(String, f32)]) -> Result<(), String> {
+        self.set_pod(node, &super::props::params_pod(controls))
+    }
+
+    fn set_pod(&self, node: &str, bytes: &[u8]) -> Result<(), String> {
         let conn = self.conn.as_ref().ok_or("not connected to PipeWire")?;
         let id = self
             .graph
@@ -903,8 +924,7 @@ impl Engine {
             .nodes
             .get(&id)
             .ok_or_else(|| format!("node {node} is not bound"))?;
-        let bytes = super::props::params_pod(controls);
-        let pod = pw::spa::pod::Pod::from_bytes(&bytes).ok_or("bad Props pod")?;
+        let pod = pw::spa::pod::Pod::from_bytes(bytes).ok_or("bad Props pod")?;
         proxy.set_param(pw::spa::param::ParamType::Props, 0, pod);
         Ok(())
     }

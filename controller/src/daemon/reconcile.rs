@@ -517,7 +517,9 @@ mod tests {
                 METER_HW_OUT,
                 METER_HW_IN,
                 SIGGEN,
-                "mugge-tap-umik1-in"
+                "mugge-tap-umik1-in",
+                "mugge-tap-mugge-siggen",
+                routing::METER_MIC,
             ]
         );
         assert!(p.missing.iter().any(|m| m.contains("mugge-siggen")));

@@ -17,7 +17,8 @@ pub const INEARS: &str = "mugge-inears";
 pub const METER_PROGRAM: &str = "mugge-meter-program";
 pub const METER_HW_OUT: &str = "mugge-meter-hw-out";
 pub const METER_HW_IN: &str = "mugge-meter-hw-in";
-/// The measurement mic's meter: exists only while the activation's mic interlock is configured.
+/// The measurement mic's meter: in Measurement mode (level finding and its safety layer) and
+/// whenever the activation's mic interlock is configured.
 pub const METER_MIC: &str = "mugge-meter-mic";
 pub const SIGGEN: &str = "mugge-siggen";
 pub const TAP_PREFIX: &str = "mugge-tap-";
@@ -438,6 +439,20 @@ pub fn table(inp: &TableInput<'_>) -> Result<Table, TableError> {
             channels: 1,
         });
         routes.push(plugin(End::new(MIC, 1), End::new(&tap, 1)));
+        // The generator's own output as the measurement's timing and signal reference.
+        let reference = format!("{TAP_PREFIX}{SIGGEN}");
+        plugins.push(PluginNode {
+            name: reference.clone(),
+            factory: "mugge.tap".into(),
+            channels: 1,
+        });
+        routes.push(plugin(End::new(SIGGEN, 1), End::new(&reference, 1)));
+        plugins.push(PluginNode {
+            name: METER_MIC.into(),
+            factory: "mugge.meter".into(),
+            channels: 1,
+        });
+        routes.push(plugin(End::new(MIC, 1), End::new(METER_MIC, 1)));
     }
 
     for (source, channels) in inp.taps {

@@ -21,6 +21,7 @@ use super::status::Status;
 
 mod activation;
 mod interlock;
+mod measurement;
 
 pub const BUS_NAME: &str = "org.mugge.Controller";
 pub const OBJECT_PATH: &str = "/org/mugge/Controller";
@@ -68,6 +69,15 @@ struct Shared {
     levels_until: Option<Instant>,
     apps: BTreeMap<Mode, Child>,
     app_notes: Vec<String>,
+    /// Measurement mode: the program inputs the generator may feed (one speaker at a time);
+    /// `None` outside a measurement (both).
+    solo: Option<Vec<u32>>,
+    /// The running measurement's mic snapshots (measurement.rs).
+    mic_watch: Option<async_channel::Sender<Levels>>,
+    /// A measurement is running: SetMode, ActivateProfile and ReloadFilters are refused.
+    measuring: bool,
+    /// The last measurement's result (JSON of `measure::report::Report`).
+    measurement: String,
 }
 
 pub struct Controller {
@@ -81,6 +91,9 @@ pub struct Controller {
     /// The filter-chain the controller drives (activation.rs).
     chain: activation::State,
     abort: std::sync::atomic::AtomicBool,
+    /// AbortMeasurement / ContinueMeasurement wake the measurement loop.
+    measure_abort: std::sync::atomic::AtomicBool,
+    measure_wake: event_listener::Event,
 }
 
 /// Groups "link A -> B: reason" lines by reason, so one absent node is one note.
@@ -126,6 +139,10 @@ impl Controller {
                 levels_until: None,
                 apps: BTreeMap::new(),
                 app_notes: Vec::new(),
+                solo: None,
+                mic_watch: None,
+                measuring: false,
+                measurement: String::new(),
             })),
             changed: Arc::new(event_listener::Event::new()),
             lease_changed: Arc::new(event_listener::Event::new()),
@@ -134,10 +151,17 @@ impl Controller {
             state_file,
             chain: Default::default(),
             abort: Default::default(),
+            measure_abort: Default::default(),
+            measure_wake: event_listener::Event::new(),
         }
     }
 
-    fn table_for(&self, mode: Mode, taps: &[(String, u32)]) -> Result<Table, Error> {
+    fn table_for(
+        &self,
+        mode: Mode,
+        taps: &[(String, u32)],
+        solo: Option<&[u32]>,
+    ) -> Result<Table, Error> {
         let extra = self.config.extra_routes(mode);
         let app = self.config.apps.get(&mode).map(|a| &a.routing);
         let topology = self.active_topology();
@@ -151,6 +175,10 @@ impl Controller {
             require_plugins: self.config.require_plugins,
         };
         routing::table(&inp)
+            .map(|t| match (mode, solo) {
+                (Mode::Measurement, Some(inputs)) => super::measure::solo::restrict(t, inputs),
+                _ => t,
+            })
             .map(|t| self.with_mic_meter(self.with_parallel(t)))
             .map_err(|e| match e {
                 routing::TableError::NoInears(_) => Error::Refused(e.to_string()),
@@ -184,7 +212,7 @@ impl Controller {
     /// Sends the desired state for `mode` to the PipeWire thread; returns its generation.
     fn apply(&self, mode: Mode) -> Result<u64, Error> {
         let mut sh = self.shared.lock().unwrap();
-        let table = self.table_for(mode, &sh.taps)?;
+        let table = self.table_for(mode, &sh.taps, sh.solo.as_deref())?;
         let components = self.components(mode, &table);
         sh.generation += 1;
         let generation = sh.generation;
@@ -338,6 +366,7 @@ impl Controller {
 impl Controller {
     /// Sets the mode (standby, dj, live, measurement) and answers once the graph matches.
     async fn set_mode(&self, mode: &str) -> Result<Readiness, Error> {
+        self.refuse_while_measuring()?;
         self.set_mode_inner(mode).await
     }
 
@@ -569,6 +598,7 @@ impl Controller {
         force: bool,
         #[zbus(signal_emitter)] em: SignalEmitter<'_>,
     ) -> Result<Vec<(String, u64)>, Error> {
+        self.refuse_while_measuring()?;
         self.activate_inner(name, force, Some(&em)).await
     }
 
@@ -579,6 +609,7 @@ impl Controller {
 
     /// Ramps the active chain up to its profile's trims (after a muted start).
     async fn unmute(&self, #[zbus(signal_emitter)] em: SignalEmitter<'_>) -> Result<(), Error> {
+        self.refuse_while_measuring()?;
         self.unmute_inner(Some(&em)).await
     }
 
@@ -590,8 +621,57 @@ impl Controller {
         set: &str,
         #[zbus(signal_emitter)] em: SignalEmitter<'_>,
     ) -> Result<Vec<(String, u64)>, Error> {
+        self.refuse_while_measuring()?;
         self.reload_inner(set, Some(&em)).await
     }
+
+    /// Measures `channels` (one-based speaker channels of the active set; empty: all) one at
+    /// a time: level finding, sweep, capture; then analysis, design, deploy and verification
+    /// (`options` JSON, docs/measurement.md). Answers at once with the directory the
+    /// measurement is saved to; progress comes as MeasurementProgress, the end as
+    /// MeasurementFinished and the MeasurementResult property.
+    async fn start_measurement(
+        &self,
+        channels: Vec<u32>,
+        options: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, Error> {
+        self.start_measurement_inner(channels, options, conn).await
+    }
+
+    /// Mutes now, stops the generator and makes a running measurement end (previous mode and
+    /// filter set restored; the speakers stay muted until Unmute).
+    fn abort_measurement(&self) -> Result<String, Error> {
+        self.abort_measurement_inner()
+    }
+
+    /// The operator has moved the mic to the next position.
+    fn continue_measurement(&self) -> Result<(), Error> {
+        self.continue_measurement_inner()
+    }
+
+    /// The last measurement's result as JSON ("" before the first one).
+    #[zbus(property)]
+    fn measurement_result(&self) -> String {
+        self.shared.lock().unwrap().measurement.clone()
+    }
+
+    #[zbus(signal, name = "MeasurementProgress")]
+    async fn measurement_progress(
+        emitter: &SignalEmitter<'_>,
+        phase: &str,
+        channel: u32,
+        percent: f64,
+        level_db: f64,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal, name = "MeasurementFinished")]
+    async fn measurement_finished(
+        emitter: &SignalEmitter<'_>,
+        dir: &str,
+        ok: bool,
+        message: &str,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal, name = "ActivationProgress")]
     async fn activation_progress(
@@ -643,10 +723,11 @@ fn check_meter(meter: &str) -> Result<(), Error> {
         | routing::METER_HW_IN
         | routing::METER_MIC => Ok(()),
         _ => Err(Error::InvalidArgs(format!(
-            "unknown meter '{meter}': expected one of {}, {}, {}",
+            "unknown meter '{meter}': expected one of {}, {}, {}, {} (measurement mode)",
             routing::METER_PROGRAM,
             routing::METER_HW_OUT,
-            routing::METER_HW_IN
+            routing::METER_HW_IN,
+            routing::METER_MIC
         ))),
     }
 }
@@ -719,6 +800,11 @@ pub async fn pump_levels(
             let mut sh = shared.lock().unwrap();
             sh.levels.insert(meter.clone(), levels.clone());
             sh.levels_at.insert(meter.clone(), Instant::now());
+            if meter == routing::METER_MIC {
+                if let Some(tx) = &sh.mic_watch {
+                    let _ = tx.try_send(levels.clone());
+                }
+            }
         }
         let now = Instant::now();
         if last

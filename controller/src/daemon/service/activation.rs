@@ -108,7 +108,7 @@ impl Controller {
     }
 
     /// Waits until `pred` holds for the latest status, or the timeout.
-    async fn wait_status(
+    pub(super) async fn wait_status(
         &self,
         timeout: Duration,
         pred: impl Fn(&Status) -> bool,
@@ -135,7 +135,11 @@ impl Controller {
         }
     }
 
-    fn send_controls(&self, tag: &str, controls: Vec<(String, f32)>) -> Result<(), String> {
+    pub(super) fn send_controls(
+        &self,
+        tag: &str,
+        controls: Vec<(String, f32)>,
+    ) -> Result<(), String> {
         let (tx, rx) = std::sync::mpsc::channel();
         let cmd = Command::SetControls {
             node: routing::filters_in(tag),
@@ -290,7 +294,7 @@ impl Controller {
     }
 
     /// Sets the active chain to `factor` x its trims.
-    fn set_factor(&self, factor: f32) -> Result<(), String> {
+    pub(super) fn set_factor(&self, factor: f32) -> Result<(), String> {
         let (tag, trims) = {
             let mut cs = self.chain.lock().unwrap();
             let Some(a) = cs.active.as_mut() else {
@@ -304,7 +308,7 @@ impl Controller {
 
     /// Steps the active chain's gain to `to` over `total`, paced by our timer; stops at an
     /// abort request (then mutes).
-    async fn ramp_to(
+    pub(super) async fn ramp_to(
         &self,
         to: f32,
         total: Duration,
@@ -469,7 +473,7 @@ impl Controller {
     }
 
     /// Re-links for the current mode (the table follows the active tag); waits for readiness.
-    async fn relink(&self) -> Result<(), Error> {
+    pub(super) async fn relink(&self) -> Result<(), Error> {
         let mode = self.shared.lock().unwrap().mode.unwrap_or(Mode::Standby);
         let generation = self.apply(mode)?;
         let (ready, st) = self
@@ -654,7 +658,7 @@ impl Controller {
     }
 
     /// The manifest of a set we generated earlier (found by id under the sets dir).
-    fn manifest_of(&self, set_id: &str) -> Option<mugge_filter_chain::set::Manifest> {
+    pub(super) fn manifest_of(&self, set_id: &str) -> Option<mugge_filter_chain::set::Manifest> {
         let rd = std::fs::read_dir(self.config.activation.sets_dir()).ok()?;
         rd.flatten()
             .filter_map(|e| mugge_filter_chain::set::read_manifest(&e.path()).ok())

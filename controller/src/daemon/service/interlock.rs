@@ -44,7 +44,10 @@ impl Controller {
     /// With the interlock configured: a meter on the mic's channel 1 (optional: the mic may be
     /// absent).
     pub(super) fn with_mic_meter(&self, mut t: Table) -> Table {
-        if self.config.activation.mic_spl_limit_db.is_none() {
+        // Measurement mode has the mic meter already (its own safety layer).
+        if self.config.activation.mic_spl_limit_db.is_none()
+            || t.plugins.iter().any(|p| p.name == METER_MIC)
+        {
             return t;
         }
         t.plugins.push(PluginNode {
