@@ -273,8 +273,9 @@ impl Generator {
 
     pub fn start(&mut self) {
         if !self.running {
-            // A one-shot sweep that ended plays again from its start.
-            if self.sweep_done {
+            // A one-shot sweep that ended plays again from its start, unless another signal
+            // was asked for since (it is queued behind the fade-out and must win).
+            if self.sweep_done && self.pending.is_none() {
                 self.pending = Some(self.signal);
             }
             self.running = true;
@@ -507,6 +508,32 @@ mod tests {
         }
         assert!(steps > 1000, "the ramps ran");
         assert_eq!(g.gain(), 0.0, "stopped");
+    }
+
+    #[test]
+    fn a_signal_chosen_after_a_finished_sweep_is_what_plays_on_restart() {
+        let mut g = Generator::new(RATE);
+        g.set_signal(Signal::Sweep {
+            params: SweepParams {
+                start_hz: 100.0,
+                end_hz: 1000.0,
+                duration_s: 0.1,
+                fade_in_s: 0.01,
+                fade_out_s: 0.01,
+            },
+            repeat: false,
+        });
+        g.start();
+        run(&mut g, RATE as usize / 5);
+        assert!(g.sweep_done());
+        // One Props update: stop, new signal, start (the fade-out has not run yet).
+        g.stop();
+        g.set_signal(Signal::Pink);
+        g.start();
+        assert_eq!(g.signal(), Signal::Pink);
+        let s = run(&mut g, RATE as usize / 2);
+        assert!(peak(&s[RATE as usize / 4..]) > 0.01, "pink noise plays");
+        assert!(!g.sweep_done());
     }
 
     #[test]
