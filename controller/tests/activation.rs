@@ -19,41 +19,6 @@ const SILENT: f32 = 3.162e-5; // -90 dBFS
 const RAMP_STEPS: usize = 6;
 const RAMP_MS: u64 = 1500;
 
-/// One real-convolution stack at a time: three in parallel (two 16,384-tap chains each) on a
-/// shared 2-core machine starve the test's own player and blur the levels being checked.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Stops the chains this test's controllers started (their command line names our stack's
-/// directory): they run in their own session on purpose and would outlive the stack.
-struct Chains(PathBuf);
-impl Drop for Chains {
-    fn drop(&mut self) {
-        let needle = self.0.display().to_string();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&needle) {
-                let _ = std::process::Command::new("kill")
-                    .arg(pid.to_string())
-                    .status();
-            }
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
 /// Shipped profiles and speakers, plus `3way-lr8` that the phase gate refuses.
 fn profiles(root: &Path) -> PathBuf {
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");

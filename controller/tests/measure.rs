@@ -38,38 +38,6 @@ const FULL: &str =
 /// A whole measurement may take this long on a loaded machine (bounded wait, debug build).
 const RUN_TIMEOUT: Duration = Duration::from_secs(400);
 
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Stops the chains this test's controller started (they run in their own session).
-struct Chains(PathBuf);
-impl Drop for Chains {
-    fn drop(&mut self) {
-        let needle = self.0.display().to_string();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&needle) {
-                let _ = std::process::Command::new("kill")
-                    .arg(pid.to_string())
-                    .status();
-            }
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
 struct Fixture {
     // Drop order: the controller and chains before the stack.
     p: mugge_controller::client::ControllerProxyBlocking<'static>,

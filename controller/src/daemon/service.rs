@@ -121,6 +121,21 @@ fn health_word(up: bool) -> String {
 }
 
 impl Controller {
+    /// Sends a command that answers on `reply` and waits (bounded) for the answer.
+    fn ask_pw<T>(
+        &self,
+        command: impl FnOnce(std::sync::mpsc::Sender<Result<T, String>>) -> Command,
+    ) -> Result<T, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.commands
+            .lock()
+            .unwrap()
+            .send(command(tx))
+            .map_err(|_| "the PipeWire thread is gone".to_string())?;
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| "the PipeWire thread did not answer".to_string())?
+    }
+
     pub fn new(
         config: Config,
         commands: pipewire::channel::Sender<Command>,

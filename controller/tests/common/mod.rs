@@ -258,3 +258,39 @@ pub fn rogue_link(stack: &Stack, out: &str, inp: &str) {
         .output()
         .unwrap();
 }
+
+/// One real-convolution stack at a time: several (two 16,384-tap chains each) on a shared
+/// 2-core machine starve the test's own player and blur the levels being checked.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stops the chains a test's controllers started (their command line names the stack's
+/// directory): they run in their own session on purpose and would outlive the stack.
+pub struct Chains(pub PathBuf);
+impl Drop for Chains {
+    fn drop(&mut self) {
+        let needle = self.0.display().to_string();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&needle) {
+                let _ = std::process::Command::new("kill")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}
+
+/// Copies the files of one directory (profiles, speakers) into another.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}

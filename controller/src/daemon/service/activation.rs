@@ -140,35 +140,19 @@ impl Controller {
         tag: &str,
         controls: Vec<(String, f32)>,
     ) -> Result<(), String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let cmd = Command::SetControls {
+        self.ask_pw(|tx| Command::SetControls {
             node: routing::filters_in(tag),
             controls,
             reply: Some(tx),
-        };
-        self.commands
-            .lock()
-            .unwrap()
-            .send(cmd)
-            .map_err(|_| "the PipeWire thread is gone".to_string())?;
-        rx.recv_timeout(Duration::from_secs(2))
-            .map_err(|_| "the PipeWire thread did not answer".to_string())?
+        })
     }
 
     /// The chain's numeric controls (`ch<N>_gain:Mult`, ...) from its node's Props.
     fn read_controls(&self, tag: &str) -> Result<Vec<(String, f32)>, String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let cmd = Command::ReadControls {
+        self.ask_pw(|tx| Command::ReadControls {
             node: routing::filters_in(tag),
             reply: tx,
-        };
-        self.commands
-            .lock()
-            .unwrap()
-            .send(cmd)
-            .map_err(|_| "the PipeWire thread is gone".to_string())?;
-        rx.recv_timeout(Duration::from_secs(2))
-            .map_err(|_| "the node did not answer".to_string())?
+        })
     }
 
     /// Crossfade step: the active chain at `old` and the parallel one at `new` (factors).

@@ -103,19 +103,11 @@ impl Controller {
     }
 
     fn set_props(&self, node: &str, params: Vec<(String, PropValue)>) -> Result<(), String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let cmd = Command::SetProps {
+        self.ask_pw(|tx| Command::SetProps {
             node: node.to_string(),
             params,
             reply: Some(tx),
-        };
-        self.commands
-            .lock()
-            .unwrap()
-            .send(cmd)
-            .map_err(|_| "the PipeWire thread is gone".to_string())?;
-        rx.recv_timeout(Duration::from_secs(2))
-            .map_err(|_| "the PipeWire thread did not answer".to_string())?
+        })
     }
 
     /// Generator silent and every speaker output at 0, at once (no ramp beyond the nodes' own).
