@@ -28,24 +28,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
-    let n = (a.len() + b.len()).next_power_of_two();
-    let mut planner = RealFftPlanner::<f64>::new();
-    let (fwd, inv) = (planner.plan_fft_forward(n), planner.plan_fft_inverse(n));
-    let spec = |v: &[f64]| {
-        let mut x = vec![0.0; n];
-        x[..v.len()].copy_from_slice(v);
-        let mut s = fwd.make_output_vec();
-        fwd.process(&mut x, &mut s).expect("sized by plan");
-        s
-    };
-    let (sa, sb) = (spec(a), spec(b));
-    let mut prod: Vec<_> = sa.iter().zip(&sb).map(|(x, y)| x * y / n as f64).collect();
-    let mut y = inv.make_output_vec();
-    inv.process(&mut prod, &mut y).expect("sized by plan");
-    y.truncate(a.len() + b.len() - 1);
-    y
-}
+use mugge_filter_chain::measure::spectrum::convolve;
 
 /// Captures of `channels` of the rig's own set played through the example room.
 fn captures(rig: &Rig, x: &[f64], channels: &[u32]) -> Vec<(u32, Vec<f64>)> {

@@ -16,36 +16,13 @@ use mugge_filter_chain::set::{self, Manifest};
 use mugge_filter_chain::validate::load_rig;
 use mugge_testkit::room::RoomSpec;
 use realfft::num_complex::Complex64;
-use realfft::RealFftPlanner;
 use std::path::{Path, PathBuf};
 
 fn conf() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf")
 }
 
-/// Linear convolution by FFT.
-fn convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
-    let n = (a.len() + b.len()).next_power_of_two();
-    let mut planner = RealFftPlanner::<f64>::new();
-    let fwd = planner.plan_fft_forward(n);
-    let inv = planner.plan_fft_inverse(n);
-    let spec = |x: &[f64]| {
-        let mut buf = vec![0.0; n];
-        buf[..x.len()].copy_from_slice(x);
-        let mut out = fwd.make_output_vec();
-        fwd.process(&mut buf, &mut out).unwrap();
-        out
-    };
-    let (sa, sb) = (spec(a), spec(b));
-    let mut prod: Vec<_> = sa.iter().zip(&sb).map(|(x, y)| x * y).collect();
-    prod[0].im = 0.0;
-    prod[n / 2].im = 0.0;
-    let mut out = inv.make_output_vec();
-    inv.process(&mut prod, &mut out).unwrap();
-    out.truncate(a.len() + b.len() - 1);
-    out.iter_mut().for_each(|v| *v /= n as f64);
-    out
-}
+use mugge_filter_chain::measure::spectrum::convolve;
 
 /// One channel of a set as the filter-chain runs it, then the room: taps x trim, delayed.
 fn system(set_dir: &Path, m: &Manifest, channel: u32, room: &[f32]) -> Vec<f64> {

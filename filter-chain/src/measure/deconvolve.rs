@@ -122,15 +122,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::measure::sweep::SweepParams;
 
-    /// Linear convolution, for building synthetic systems.
-    pub(crate) fn convolve(x: &[f64], h: &[f64]) -> Vec<f64> {
-        let n = spectrum::fft_len(x.len() + h.len());
-        let xs = spectrum::forward(x, n);
-        let hs = spectrum::forward(h, n);
-        let mut y = spectrum::inverse(xs.iter().zip(&hs).map(|(a, b)| a * b).collect(), n);
-        y.truncate(x.len() + h.len() - 1);
-        y
-    }
+    pub(crate) use crate::measure::spectrum::convolve;
 
     #[test]
     fn recovers_a_known_impulse_response() {

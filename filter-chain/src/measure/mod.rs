@@ -31,7 +31,7 @@ pub mod record;
 pub mod response;
 pub mod sweep;
 
-mod spectrum;
+pub mod spectrum;
 
 /// Bad input to an analysis step; nothing was computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

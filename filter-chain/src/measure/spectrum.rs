@@ -39,6 +39,17 @@ pub(crate) fn fft_len(n: usize) -> usize {
     n.max(2).next_power_of_two()
 }
 
+/// Linear convolution by FFT (`x.len() + h.len() - 1` samples): for building synthetic systems
+/// and simulated captures in tests and benchmarks.
+pub fn convolve(x: &[f64], h: &[f64]) -> Vec<f64> {
+    let n = fft_len(x.len() + h.len());
+    let xs = forward(x, n);
+    let hs = forward(h, n);
+    let mut y = inverse(xs.iter().zip(&hs).map(|(a, b)| a * b).collect(), n);
+    y.truncate(x.len() + h.len() - 1);
+    y
+}
+
 /// Magnitude of the DTFT of `x` (weighted by `w`, starting at `start`) at one frequency.
 pub(crate) fn dtft_at(x: &[f64], start: usize, w: &[f64], freq: f64, rate: f64) -> Complex64 {
     // A rotating phasor instead of sin/cos per sample; renormalised to stop drift.
