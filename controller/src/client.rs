@@ -24,6 +24,9 @@ pub trait Controller {
     fn start_measurement(&self, channels: &[u32], options: &str) -> zbus::Result<String>;
     fn abort_measurement(&self) -> zbus::Result<String>;
     fn continue_measurement(&self) -> zbus::Result<()>;
+    fn recall_preset(&self, name: &str, options: &str) -> zbus::Result<String>;
+    fn store_preset(&self, name: &str, measurement: &str) -> zbus::Result<String>;
+    fn presets(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
     fn measurement_result(&self) -> zbus::Result<String>;
     #[zbus(signal, name = "MeasurementProgress")]

@@ -66,10 +66,11 @@ fn fixture(spec: &RoomSpec, measurement: &str) -> Fixture {
         "{BASE_CONFIG}\n[activation]\ndefault_profile = \"2way-80hz-sealed-subs\"\n\
          profiles_dir = \"{}\"\nsets_dir = \"{}\"\nramp_ms = 300\nramp_steps = 3\n\
          \n[measurement]\nmic_sensitivity_dbfs = {SENSITIVITY}\nloopback_quanta = 1\n\
-         measurements_dir = \"{}\"\n{measurement}\n",
+         measurements_dir = \"{}\"\npresets_dir = \"{}\"\n{measurement}\n",
         prof.join("profiles").display(),
         stack.root().join("sets").display(),
         stack.root().join("measurements").display(),
+        stack.root().join("presets").display(),
     );
     for mode in ["standby", "measurement"] {
         let mut route = |from: String, to: String| {
@@ -126,7 +127,16 @@ struct Progress {
 
 /// Starts a measurement and waits for its result; `on` sees every progress signal (and may
 /// act on the room, once).
-fn measure(f: &Fixture, channels: &[u32], options: &str, mut on: impl FnMut(&Progress)) -> Report {
+fn measure(f: &Fixture, channels: &[u32], options: &str, on: impl FnMut(&Progress)) -> Report {
+    follow(f, |p| p.start_measurement(channels, options), on)
+}
+
+/// Runs what `start` starts (StartMeasurement, RecallPreset) and waits for its result.
+fn follow(
+    f: &Fixture,
+    start: impl FnOnce(&mugge_controller::client::ControllerProxyBlocking) -> zbus::Result<String>,
+    mut on: impl FnMut(&Progress),
+) -> Report {
     let (tx, rx) = mpsc::channel();
     let conn = bus(&f.stack);
     let listener = mugge_controller::client::ControllerProxyBlocking::builder(&conn)
@@ -148,9 +158,7 @@ fn measure(f: &Fixture, channels: &[u32], options: &str, mut on: impl FnMut(&Pro
             }
         }
     });
-    let dir =
-        f.p.start_measurement(channels, options)
-            .unwrap_or_else(|e| panic!("{e}\n{}", f.stack.log("controller")));
+    let dir = start(&f.p).unwrap_or_else(|e| panic!("{e}\n{}", f.stack.log("controller")));
     let t0 = Instant::now();
     loop {
         while let Ok(p) = rx.recv_timeout(Duration::from_millis(50)) {
@@ -544,6 +552,138 @@ fn full_loop_deploys_a_gated_correction_and_verifies_it() {
         );
     }
     assert_eq!(r.verify_pass, Some(true));
+}
+
+fn set_id(dir: &Path) -> String {
+    mugge_filter_chain::set::read_manifest(dir).unwrap().set_id
+}
+
+fn active_set_id(f: &Fixture) -> String {
+    let s: serde_json::Value = serde_json::from_str(&f.p.get_status().unwrap()).unwrap();
+    s["chain"]["set"].as_str().unwrap().to_string()
+}
+
+fn print_drift(what: &str, r: &Report) {
+    for c in &r.preset.as_ref().unwrap().channels {
+        eprintln!(
+            "{what}: channel {} max drift {:.3} dB over {} bands",
+            c.channel,
+            c.max_abs_db,
+            c.bands.len()
+        );
+    }
+}
+
+#[test]
+fn presets_are_stored_recalled_verified_and_warn_when_the_room_drifts() {
+    let _h = heavy();
+    let mut s = spec();
+    // Four measurements in one room: the noise must outlast them all.
+    s.noise_s = 240.0;
+    let mut f = fixture(&s, FULL);
+    let own = set_dir(&f);
+    let r = measure(&f, &[1, 3], "{}", |_| {});
+    assert!(r.ok, "{r:?}\n{}", f.stack.log("controller"));
+    let corrected = set_id(Path::new(r.deployed_set.as_ref().unwrap()));
+
+    // Bad stores: a clear error, nothing stored.
+    let e = f.p.store_preset("../hall", &r.dir).unwrap_err();
+    assert_eq!(error_name(&e), "org.mugge.Controller1.Error.InvalidArgs");
+    let e = f.p.store_preset("hall", "/nonexistent").unwrap_err();
+    assert_eq!(error_name(&e), "org.mugge.Controller1.Error.InvalidArgs");
+    assert!(e.to_string().contains("report.json"), "{e}");
+    assert!(f.p.presets().unwrap().is_empty());
+    let stored = PathBuf::from(f.p.store_preset("hall", &r.dir).unwrap());
+    assert!(stored.join("preset.json").is_file());
+    assert!(stored.join("measurement/report.json").is_file());
+    assert_eq!(f.p.presets().unwrap(), vec!["hall".to_string()]);
+    let before = std::fs::read(stored.join("preset.json")).unwrap();
+    let e = f.p.store_preset("hall", &r.dir).unwrap_err();
+    assert_eq!(error_name(&e), "org.mugge.Controller1.Error.Refused");
+    assert_eq!(std::fs::read(stored.join("preset.json")).unwrap(), before);
+
+    // Bad recalls change nothing.
+    f.p.reload_filters(&own.display().to_string()).unwrap();
+    let own_id = set_id(&own);
+    assert_eq!(active_set_id(&f), own_id);
+    for (name, opts, want) in [
+        ("nope", "{}", "stored: hall"),
+        ("hall", r#"{"loud": 1}"#, "unknown field"),
+        ("hall", r#"{"drift_threshold_db": 0}"#, "drift_threshold_db"),
+    ] {
+        let e = f.p.recall_preset(name, opts).unwrap_err();
+        assert_eq!(
+            error_name(&e),
+            "org.mugge.Controller1.Error.InvalidArgs",
+            "{e}"
+        );
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    assert_eq!(active_set_id(&f), own_id);
+    assert_eq!(f.p.mode().unwrap(), "standby");
+
+    // Recall: the preset's set is deployed and verified against the stored measurement.
+    let mut phases = Vec::new();
+    let a = follow(
+        &f,
+        |p| p.recall_preset("hall", "{}"),
+        |p| phases.push(p.phase.clone()),
+    );
+    eprintln!("{}", a.summary());
+    assert!(a.ok, "{a:?}\n{}", f.stack.log("controller"));
+    assert!(phases.iter().any(|p| p == "deploy"), "{phases:?}");
+    assert_eq!(
+        set_id(Path::new(a.deployed_set.as_ref().unwrap())),
+        corrected
+    );
+    assert_eq!(active_set_id(&f), corrected);
+    let check = a.preset.as_ref().expect("preset check");
+    print_drift("same room", &a);
+    assert_eq!(check.name, "hall");
+    assert_eq!(check.channels.len(), 2);
+    assert!(!check.warn, "{check:?}");
+    for c in &check.channels {
+        // The sub plays 18-140 Hz: 9 bands.
+        assert!(c.bands.len() >= 8, "{c:?}");
+        assert!(c.max_abs_db < 1.0, "{c:?}");
+    }
+    assert_eq!(f.p.mode().unwrap(), "standby");
+
+    // The room changed (+4 dB on every path): the next verification warns, on both channels.
+    let room = f.room.take().unwrap();
+    room.set_gain(&f.stack, 10f64.powf(4.0 / 20.0)).unwrap();
+    let b = follow(&f, |p| p.recall_preset("hall", "{}"), |_| {});
+    eprintln!("{}", b.summary());
+    assert!(b.ok, "{b:?}\n{}", f.stack.log("controller"));
+    // Already active: nothing deployed again.
+    assert_eq!(b.deployed_set, None);
+    print_drift("room +4 dB", &b);
+    let check = b.preset.as_ref().unwrap();
+    assert!(check.warn, "{check:?}");
+    for c in &check.channels {
+        assert!(c.warn && (c.max_abs_db - 4.0).abs() < 0.5, "{c:?}");
+    }
+    assert!(b.summary().contains("WARNING"), "{}", b.summary());
+    f.room = Some(room);
+
+    // An aborted recall puts the set that played before back (muted).
+    f.p.reload_filters(&own.display().to_string()).unwrap();
+    let ctl = proxy(&f.stack).unwrap();
+    let mut aborted = false;
+    let c = follow(
+        &f,
+        |p| p.recall_preset("hall", "{}"),
+        |p| {
+            if p.phase == "level" && !aborted {
+                aborted = true;
+                ctl.abort_measurement().unwrap();
+            }
+        },
+    );
+    let abort = serde_json::to_value(c.abort.as_ref().expect("aborted")).unwrap();
+    assert_eq!(abort["reason"], "stopped", "{abort}");
+    assert_eq!(active_set_id(&f), own_id);
+    assert_eq!(f.p.mode().unwrap(), "standby");
 }
 
 #[test]

@@ -95,6 +95,9 @@ pub struct RoomSpec {
     pub ir_len: usize,
     /// White noise at the mic, RMS dBFS (`None`: silent room).
     pub noise_dbfs: Option<f64>,
+    /// How long the noise plays, seconds (after it the mic is digitally silent, which the
+    /// measurement loop treats as a lost mic).
+    pub noise_s: f64,
     pub seed: u64,
 }
 
@@ -145,6 +148,7 @@ impl RoomSpec {
                 .collect(),
             ir_len: 24_000,
             noise_dbfs: None,
+            noise_s: 60.0,
             seed: 1,
         }
     }
@@ -392,10 +396,10 @@ impl Stack {
         self.wait_for_link(&out, &mic, t)?;
         let noise = match spec.noise_dbfs {
             Some(level) => {
-                // 60 s of uniform white noise at `level` dBFS RMS (uniform RMS = peak / sqrt 3).
+                // Uniform white noise at `level` dBFS RMS (uniform RMS = peak / sqrt 3).
                 let peak = 10f64.powf(level / 20.0) * 3f64.sqrt();
                 let mut rng = spec.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let samples = (0..60 * RATE as usize)
+                let samples = (0..(spec.noise_s * RATE) as usize)
                     .map(|_| {
                         rng ^= rng << 13;
                         rng ^= rng >> 7;

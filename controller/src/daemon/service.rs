@@ -22,6 +22,7 @@ use super::status::Status;
 mod activation;
 mod interlock;
 mod measurement;
+mod presets;
 
 pub const BUS_NAME: &str = "org.mugge.Controller";
 pub const OBJECT_PATH: &str = "/org/mugge/Controller";
@@ -651,7 +652,39 @@ impl Controller {
         options: &str,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, Error> {
-        self.start_measurement_inner(channels, options, conn).await
+        let req = super::measure::options::Request::parse(options).map_err(Error::InvalidArgs)?;
+        self.start_measurement_inner(channels, &req, conn, None)
+            .await
+    }
+
+    /// Deploys installation preset `name` (the set its design made, for the active profile)
+    /// and verifies it: a measurement of its channels like StartMeasurement's dry run, whose
+    /// result (MeasurementResult's `preset`) is the drift per 1/3 octave from the stored
+    /// measurement, with a warning past `drift_threshold_db` (`options` JSON,
+    /// docs/measurement.md). Answers the measurement's directory; the end comes as
+    /// MeasurementFinished. Refused, with nothing changed, for a preset that is missing, for
+    /// another profile, or whose set cannot be made again identically.
+    async fn recall_preset(
+        &self,
+        name: &str,
+        options: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, Error> {
+        self.recall_preset_inner(name, options, conn).await
+    }
+
+    /// Stores the finished measurement in directory `measurement` (one that deployed and
+    /// verified a corrected set) as installation preset `name`: the design, the set's id and
+    /// the verification measurement later recalls are compared with. Answers the preset's
+    /// directory. An existing name is refused and stays as it was.
+    async fn store_preset(&self, name: &str, measurement: &str) -> Result<String, Error> {
+        self.store_preset_inner(name, measurement).await
+    }
+
+    /// The stored installation presets' names.
+    fn presets(&self) -> Result<Vec<String>, Error> {
+        mugge_filter_chain::measure::preset::list(&self.config.measurement.presets_dir())
+            .map_err(|e| Error::NotReady(e.to_string()))
     }
 
     /// Mutes now, stops the generator and makes a running measurement end (previous mode and

@@ -259,7 +259,8 @@ pub fn drift(
                 return ChannelDrift {
                     channel: s.channel,
                     bands: Vec::new(),
-                    max_abs_db: f64::INFINITY,
+                    // Not infinity: JSON has none, and the report must read back.
+                    max_abs_db: f64::MAX,
                     warn: true,
                 };
             };

@@ -62,6 +62,10 @@ pub struct MeasureConfig {
     /// Verification tolerance (dB) and the correction's upper limit (Hz).
     pub verify_tolerance_db: f64,
     pub correction_max_hz: f64,
+    /// Installation presets (default `$XDG_STATE_HOME/mugge/presets`, beside the sets).
+    pub presets_dir: Option<PathBuf>,
+    /// A recalled preset's verification warns when a band drifted more than this (dB).
+    pub drift_threshold_db: f64,
 }
 
 impl Default for MeasureConfig {
@@ -93,6 +97,8 @@ impl Default for MeasureConfig {
             mic_timeout_snapshots: 10,
             verify_tolerance_db: 1.5,
             correction_max_hz: 500.0,
+            presets_dir: None,
+            drift_threshold_db: 1.5,
         }
     }
 }
@@ -117,6 +123,7 @@ impl MeasureConfig {
             && self.loopback_samples >= 0.0
             && (1..=1000).contains(&self.mic_timeout_snapshots)
             && self.verify_tolerance_db > 0.0
+            && (0.1..=20.0).contains(&self.drift_threshold_db)
             && self.tolerance_db < self.abort_above_db;
         if ok {
             Ok(())
@@ -126,13 +133,15 @@ impl MeasureConfig {
     }
 
     pub fn measurements_dir(&self) -> PathBuf {
-        self.measurements_dir.clone().unwrap_or_else(|| {
-            std::env::var_os("XDG_STATE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-                .unwrap_or_else(std::env::temp_dir)
-                .join("mugge/measurements")
-        })
+        self.measurements_dir
+            .clone()
+            .unwrap_or_else(|| state_dir().join("measurements"))
+    }
+
+    pub fn presets_dir(&self) -> PathBuf {
+        self.presets_dir
+            .clone()
+            .unwrap_or_else(|| state_dir().join("presets"))
     }
 
     /// The mic calibration file, parsed (none configured: `None`).
@@ -167,6 +176,15 @@ impl MeasureConfig {
             level_dbfs,
         }
     }
+}
+
+/// `$XDG_STATE_HOME/mugge` (or `~/.local/state/mugge`).
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("mugge")
 }
 
 /// StartMeasurement's options (JSON object; every key optional).

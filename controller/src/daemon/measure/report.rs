@@ -4,6 +4,20 @@
 use serde::{Deserialize, Serialize};
 
 use super::level::Abort;
+use mugge_filter_chain::measure::preset::ChannelDrift;
+
+/// A recalled preset's verification: the fresh measurement against the stored one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PresetCheck {
+    pub name: String,
+    /// The set the preset made (deployed for the verification).
+    pub set_id: String,
+    pub threshold_db: f64,
+    /// Per channel, per 1/3 octave: fresh - stored, dB.
+    pub channels: Vec<ChannelDrift>,
+    /// Some band of some channel drifted past the threshold: measure again and design anew.
+    pub warn: bool,
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Harmonic {
@@ -56,6 +70,9 @@ pub struct Report {
     /// The design (corrections, targets) as JSON, in the measurement directory.
     pub design_file: Option<String>,
     pub verify: Option<serde_json::Value>,
+    /// Set when the run verified a recalled preset (RecallPreset).
+    #[serde(default)]
+    pub preset: Option<PresetCheck>,
     /// Phase -> milliseconds of wall time, in order.
     pub timings: Vec<(String, u64)>,
     /// Wall time of the whole loop, and the part spent playing sweeps (captures).
@@ -118,11 +135,52 @@ impl Report {
                 if p { "PASS" } else { "FAIL" }
             ));
         }
+        if let Some(p) = &self.preset {
+            s.push_str(&p.summary());
+        }
         s.push_str(&format!(
             "wall time {:.1} s ({:.1} s of it sweeps)\n",
             self.total_ms as f64 / 1000.0,
             self.sweeps_ms as f64 / 1000.0
         ));
+        s
+    }
+}
+
+impl PresetCheck {
+    /// Per channel its worst band, then the verdict.
+    pub fn summary(&self) -> String {
+        let mut s = format!("preset \"{}\" (set {}):\n", self.name, self.set_id);
+        for c in &self.channels {
+            let worst = c
+                .bands
+                .iter()
+                .max_by(|a, b| a.2.abs().total_cmp(&b.2.abs()));
+            let what = match worst {
+                Some(w) => format!(
+                    "max drift {:.2} dB ({:.0}-{:.0} Hz {:+.2} dB)",
+                    c.max_abs_db, w.0, w.1, w.2
+                ),
+                None => "not measured again".into(),
+            };
+            s.push_str(&format!(
+                "  channel {}: {what}{}\n",
+                c.channel,
+                if c.warn { "  WARNING" } else { "" }
+            ));
+        }
+        if self.warn {
+            s.push_str(&format!(
+                "WARNING: drifted past {} dB since the preset was stored: measure again and \
+                 design anew\n",
+                self.threshold_db
+            ));
+        } else {
+            s.push_str(&format!(
+                "within {} dB of the stored measurement\n",
+                self.threshold_db
+            ));
+        }
         s
     }
 }

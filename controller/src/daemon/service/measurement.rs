@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use mugge_filter_chain::measure::analysis::AnalysisOptions;
 use mugge_filter_chain::measure::calibration::{Calibration, MicSensitivity};
-use mugge_filter_chain::measure::design;
 use mugge_filter_chain::measure::record::{Capture, ChannelResult, ClockStamp, Recording};
 use mugge_filter_chain::measure::sweep::SweepParams;
+use mugge_filter_chain::measure::{design, preset};
 use mugge_filter_chain::set::Manifest;
 use zbus::object_server::SignalEmitter;
 
@@ -23,11 +23,12 @@ use super::super::levels::Levels;
 use super::super::measure::capture::{Frame, Reader, Track};
 use super::super::measure::level::{Abort, Finder, Guard, Reading, Step, GENERATOR_CAP_DBFS};
 use super::super::measure::options::{MeasureConfig, Request};
-use super::super::measure::report::{ChannelReport, Harmonic, Report};
+use super::super::measure::report::{ChannelReport, Harmonic, PresetCheck, Report};
 use super::super::measure::{siggen, solo};
 use super::super::props::PropValue;
 use super::super::pw::Command;
 use super::super::routing::{self, Mode};
+use super::presets::{Recall, REPORT_FILE};
 use super::{Controller, Error, OBJECT_PATH};
 
 /// Why the loop ended early.
@@ -90,6 +91,8 @@ struct Run<'a> {
     sweeps: Duration,
     timings: Vec<(String, u64)>,
     lap: Instant,
+    /// Verifying a recalled preset: the analysis is compared with its stored measurement.
+    recall: Option<&'a Recall>,
 }
 
 impl Controller {
@@ -128,10 +131,11 @@ impl Controller {
     pub(super) async fn start_measurement_inner(
         &self,
         channels: Vec<u32>,
-        options: &str,
+        req: &Request,
         conn: &zbus::Connection,
+        recall: Option<Recall>,
     ) -> Result<String, Error> {
-        let req = Request::parse(options).map_err(Error::InvalidArgs)?;
+        let req = req.clone();
         let cfg = req
             .apply(&self.config.measurement)
             .map_err(Error::InvalidArgs)?;
@@ -210,8 +214,14 @@ impl Controller {
                     };
                     let ctl = iface.get().await;
                     let em = iface.signal_emitter();
-                    let report = ctl.measure_task(&channels, &req, cfg, &d, em).await;
+                    let report = ctl
+                        .measure_task(&channels, &req, cfg, &d, em, recall.as_ref())
+                        .await;
                     let json = serde_json::to_string(&report).unwrap_or_default();
+                    // Beside the captures: what StorePreset and offline readers start from.
+                    if d.is_dir() {
+                        let _ = std::fs::write(d.join(REPORT_FILE), &json);
+                    }
                     let message = match (&report.abort, &report.error) {
                         (Some(a), _) => a.to_string(),
                         (None, Some(e)) => e.clone(),
@@ -260,6 +270,7 @@ impl Controller {
         cfg: MeasureConfig,
         dir: &Path,
         em: &SignalEmitter<'_>,
+        recall: Option<&Recall>,
     ) -> Report {
         let start = Instant::now();
         let prev_mode = self.shared.lock().unwrap().mode.unwrap_or(Mode::Standby);
@@ -281,7 +292,17 @@ impl Controller {
         };
         let mut deployed = false;
         let outcome = self
-            .measure_run(channels, req, cfg, dir, em, rx, &mut report, &mut deployed)
+            .measure_run(
+                channels,
+                req,
+                cfg,
+                dir,
+                em,
+                rx,
+                &mut report,
+                &mut deployed,
+                recall,
+            )
             .await;
         // Whatever happened: silence first.
         let muted = self.measure_mute();
@@ -356,7 +377,7 @@ impl Controller {
     }
 
     /// A set directory by its id, under the sets directory.
-    fn set_dir_of(&self, set_id: &str) -> Option<PathBuf> {
+    pub(super) fn set_dir_of(&self, set_id: &str) -> Option<PathBuf> {
         let rd = std::fs::read_dir(self.config.activation.sets_dir()).ok()?;
         rd.flatten()
             .map(|e| e.path())
@@ -374,9 +395,20 @@ impl Controller {
         mic_rx: async_channel::Receiver<Levels>,
         report: &mut Report,
         deployed: &mut bool,
+        recall: Option<&Recall>,
     ) -> Result<(), Stop> {
         let calibration = cfg.calibration().map_err(Stop::Fail)?;
         let sens = cfg.sensitivity(calibration.as_ref());
+        if let Some(r) = recall.filter(|r| r.deploy) {
+            // Same profile and channels (checked by RecallPreset): a dropout-free reload.
+            let _ = Self::measurement_progress(em, "deploy", 0, 0.0, 0.0).await;
+            let set = r.set_dir.display().to_string();
+            self.reload_inner(&set, None)
+                .await
+                .map_err(|e| Stop::Fail(format!("deploy of preset set {set} failed: {e}")))?;
+            *deployed = true;
+            report.deployed_set = Some(set);
+        }
         let (tag, trims, set_id) = {
             let cs = self.chain.lock().unwrap();
             let a = cs
@@ -409,6 +441,7 @@ impl Controller {
             sweeps: Duration::ZERO,
             timings: Vec::new(),
             lap: Instant::now(),
+            recall,
         };
         let r = run.measure_all(channels, req, dir, report, deployed).await;
         report.timings = std::mem::take(&mut run.timings);
@@ -975,6 +1008,16 @@ impl Run<'_> {
                     })
                 })
                 .collect();
+        }
+        if let Some(r) = self.recall {
+            let drift = preset::drift(&r.preset.measured, &results, r.threshold_db);
+            report.preset = Some(PresetCheck {
+                name: r.preset.name.clone(),
+                set_id: r.preset.set_id.clone(),
+                threshold_db: r.threshold_db,
+                warn: drift.iter().any(|c| c.warn),
+                channels: drift,
+            });
         }
         if req.dry_run {
             return Ok(());
