@@ -19,6 +19,7 @@ pub mod links;
 pub mod measure;
 pub mod meters;
 pub mod mode;
+pub mod plots;
 pub mod preset;
 pub mod profile;
 pub mod setup;
