@@ -1,11 +1,11 @@
 //! `mugge measure`: runs the measurement loop in the controller (StartMeasurement), shows its
-//! progress and prints the summary (or the result JSON). Ctrl-C does not stop the loop: use
-//! `busctl --user call ... AbortMeasurement` or `mugge measure --abort`.
-
-use std::io::BufRead;
+//! progress and prints the summary (or the result JSON). Ctrl-C or
+//! SIGTERM aborts the loop (the controller mutes at once) and still prints how it ended; a
+//! second Ctrl-C quits without waiting. `mugge measure --abort` stops a run from elsewhere.
 
 use mugge_controller::client;
-use mugge_controller::daemon::measure::report::Report;
+
+pub use super::follow::{follow, FollowOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,69 +54,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = args.sweep_seconds {
         opts["sweep_s"] = s.into();
     }
-    // Subscribe before starting: no signal of a short run is missed.
-    let progress = proxy.receive_measurement_progress()?;
-    let mut finished = proxy.receive_measurement_finished()?;
-    let dir = proxy
-        .start_measurement(&args.channels, &opts.to_string())
-        .map_err(client::explain)?;
-    if !args.json {
-        eprintln!("measuring into {dir}");
+    let run = follow(
+        &proxy,
+        || {
+            proxy
+                .start_measurement(&args.channels, &opts.to_string())
+                .map_err(client::explain)
+        },
+        &FollowOptions {
+            progress: !args.json,
+        },
+    )?;
+    run.print(args.json);
+    match run.status() {
+        0 => Ok(()),
+        status => std::process::exit(status),
     }
-    let quiet = args.json;
-    let continuer = client::connect()?;
-    std::thread::spawn(move || {
-        let mut last = String::new();
-        for sig in progress {
-            let Ok(a) = sig.args() else { continue };
-            if a.phase == "move-mic" {
-                eprintln!(
-                    "move the mic to position {:.0} and press Enter (mugge measure --abort stops)",
-                    a.level_db
-                );
-                let mut line = String::new();
-                let _ = std::io::stdin().lock().read_line(&mut line);
-                let _ = continuer.continue_measurement();
-                continue;
-            }
-            if quiet {
-                continue;
-            }
-            let ch = if a.channel > 0 {
-                format!("ch {}", a.channel)
-            } else {
-                "    ".into()
-            };
-            let level = if a.level_db != 0.0 {
-                format!("  {:.1} dB SPL", a.level_db)
-            } else {
-                String::new()
-            };
-            let line = format!("{ch} {:<13} {:>5.0} %{level}", a.phase, a.percent);
-            if line != last {
-                eprintln!("{line}");
-                last = line;
-            }
-        }
-    });
-    loop {
-        let Some(sig) = finished.next() else {
-            anyhow::bail!("the controller went away during the measurement");
-        };
-        let a = sig.args()?;
-        if a.dir == dir {
-            break;
-        }
-    }
-    let json = proxy.measurement_result().map_err(client::explain)?;
-    let report: Report = serde_json::from_str(&json)?;
-    if args.json {
-        outln!("{json}");
-    } else {
-        print!("{}", report.summary());
-    }
-    if !report.ok {
-        std::process::exit(2);
-    }
-    Ok(())
 }

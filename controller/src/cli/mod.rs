@@ -15,6 +15,7 @@ macro_rules! out {
 pub mod analyse;
 pub mod daemon;
 pub mod filters;
+pub mod follow;
 pub mod links;
 pub mod measure;
 pub mod meters;
