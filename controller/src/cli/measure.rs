@@ -1,7 +1,9 @@
 //! `mugge measure`: runs the measurement loop in the controller (StartMeasurement), shows its
-//! progress and prints the summary (or the result JSON). Ctrl-C or
+//! progress and prints the summary (or the result JSON), then optionally plots it. Ctrl-C or
 //! SIGTERM aborts the loop (the controller mutes at once) and still prints how it ended; a
 //! second Ctrl-C quits without waiting. `mugge measure --abort` stops a run from elsewhere.
+
+use std::path::{Path, PathBuf};
 
 use mugge_controller::client;
 
@@ -35,6 +37,10 @@ pub struct Args {
     /// Also in DJ/Live mode (the program stops for the whole measurement).
     #[arg(long)]
     force: bool,
+    /// After the run, write one PNG per measured channel here: the response, and after a full
+    /// loop the correction and before/after (predicted and verified).
+    #[arg(long, conflicts_with = "abort")]
+    plots: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -65,9 +71,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             progress: !args.json,
         },
     )?;
+    // The result first: a failed plot must not hide what the measurement did.
     run.print(args.json);
-    match run.status() {
-        0 => Ok(()),
-        status => std::process::exit(status),
+    let mut status = run.status();
+    if let Some(out) = &args.plots {
+        if let Err(e) = plot(Path::new(&run.report.dir), out, args.json) {
+            eprintln!("Error: plots: {e:#}");
+            if status == 0 {
+                status = 1;
+            }
+        }
     }
+    if status != 0 {
+        std::process::exit(status);
+    }
+    Ok(())
+}
+
+/// Plots of the saved run; the paths go to stdout with the summary, to stderr with `--json`
+/// (stdout stays one JSON document).
+fn plot(dir: &Path, out: &Path, json: bool) -> anyhow::Result<()> {
+    if !dir.join("measurement.json").exists() {
+        anyhow::bail!("the run saved no measurement in {}", dir.display());
+    }
+    for file in super::plots::saved_measurement(dir, out)? {
+        if json {
+            eprintln!("plot {}", file.display());
+        } else {
+            outln!("plot {}", file.display());
+        }
+    }
+    Ok(())
 }

@@ -1,11 +1,35 @@
-//! PNGs of measured channels: the response, the correction, before/after against the target
-//! (`mugge analyse --plots`).
+//! PNGs of measured channels: the response, the correction, before/after against the target.
+//! Used by `mugge analyse --plots` (offline) and `mugge measure --plots` (the saved run).
 
 use anyhow::{Context, Result};
 use mugge_filter_chain::measure::design::RoomDesign;
 use mugge_filter_chain::measure::record::{ChannelResult, Recording};
 use mugge_filter_chain::measure::response::{smooth, Response};
 use std::path::{Path, PathBuf};
+
+/// Plots of a measurement `mugge measure` saved in `dir`: its captures, its design
+/// (`design.json`, absent after a dry run) and its verification (`verify/`, absent unless the
+/// whole loop ran). Returns the files written.
+pub fn saved_measurement(dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let results = analysed(dir)?;
+    let design_file = dir.join("design.json");
+    let design: Option<RoomDesign> = match std::fs::read_to_string(&design_file) {
+        Ok(text) => Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("reading {}", design_file.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", design_file.display())),
+    };
+    let verify = dir.join("verify");
+    // A verification that aborted before its captures were saved has no measurement.json.
+    let after = if verify.join("measurement.json").exists() {
+        Some(analysed(&verify)?)
+    } else {
+        None
+    };
+    plots(out, &results, design.as_ref(), after.as_deref())
+}
 
 /// A saved measurement, loaded and analysed.
 pub fn analysed(dir: &Path) -> Result<Vec<ChannelResult>> {
@@ -158,4 +182,104 @@ pub fn plots(
         written.push(file.clone());
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mugge_filter_chain::measure::analysis::AnalysisOptions;
+    use mugge_filter_chain::measure::design::{design, DesignOptions};
+    use mugge_filter_chain::measure::record::Capture;
+    use mugge_filter_chain::measure::sweep::SweepParams;
+
+    /// Channels 1 and 3 (a top and a sub of the default rig), each a plain delay, saved in
+    /// `dir`.
+    fn save_measurement(dir: &Path) {
+        let sweep = SweepParams {
+            start_hz: 10.0,
+            end_hz: 20_000.0,
+            duration_s: 1.0,
+            ..SweepParams::default()
+        };
+        let x = sweep.generate().unwrap();
+        let captures = [1, 3]
+            .into_iter()
+            .map(|ch| {
+                let d = 200 + 10 * ch;
+                let mut mic = vec![0.0f32; x.len() + 12_000];
+                for (i, s) in x.iter().enumerate() {
+                    mic[i + d] = 0.3 * *s as f32;
+                }
+                let mut reference: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                reference.resize(mic.len(), 0.0);
+                Capture {
+                    channel: ch,
+                    position: 1,
+                    clock: None,
+                    lost_frames: 0,
+                    mic,
+                    reference,
+                }
+            })
+            .collect();
+        Recording {
+            sweep,
+            options: AnalysisOptions::default(),
+            calibration: None,
+            captures,
+        }
+        .save(dir)
+        .unwrap();
+    }
+
+    fn png_size(path: &Path) -> (u32, u32) {
+        let mut reader = png::Decoder::new(std::fs::File::open(path).unwrap())
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let frame = reader.next_frame(&mut buf).unwrap();
+        (frame.width, frame.height)
+    }
+
+    #[test]
+    fn a_saved_run_is_plotted_with_its_design_and_verification_when_present() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("m");
+        save_measurement(&dir);
+
+        // A dry run: the responses only.
+        let out = tmp.path().join("dry");
+        let files = saved_measurement(&dir, &out).unwrap();
+        assert_eq!(files, vec![out.join("ch1.png"), out.join("ch3.png")]);
+        for f in &files {
+            assert_eq!(png_size(f), (1200, 330));
+        }
+
+        // The whole loop: design.json as the controller writes it, verify/ with the captures
+        // through the correction (here the same ones).
+        let rig = mugge_filter_chain::validate::load_rig(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../conf/profiles/2way-80hz-sealed-subs.toml"),
+            None,
+        )
+        .unwrap();
+        let d = design(&rig, &analysed(&dir).unwrap(), &DesignOptions::default()).unwrap();
+        std::fs::write(
+            dir.join("design.json"),
+            serde_json::to_string_pretty(&d).unwrap(),
+        )
+        .unwrap();
+        save_measurement(&dir.join("verify"));
+        let out = tmp.path().join("full");
+        let files = saved_measurement(&dir, &out).unwrap();
+        assert_eq!(files.len(), 2);
+        for f in &files {
+            assert_eq!(png_size(f), (1200, 990));
+        }
+
+        // A broken design file is an error, not a plot without the design.
+        std::fs::write(dir.join("design.json"), "{").unwrap();
+        let e = saved_measurement(&dir, &tmp.path().join("bad")).unwrap_err();
+        assert!(format!("{e:#}").contains("design.json"), "{e:#}");
+    }
 }
