@@ -9,11 +9,12 @@ use mugge_filter_chain::measure::design::{
     design, design_through, verify, write_corrected_set_for, DesignOptions, RoomDesign,
     VerifyReport,
 };
-use mugge_filter_chain::measure::record::{ChannelResult, Recording};
-use mugge_filter_chain::measure::response::{smooth, Response};
+use mugge_filter_chain::measure::record::ChannelResult;
 use mugge_filter_chain::validate::load_rig;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use super::plots::analysed;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -88,12 +89,6 @@ struct Report {
     set: Option<SetSummary>,
 }
 
-fn load(dir: &Path) -> Result<Vec<ChannelResult>> {
-    let rec = Recording::load(dir).with_context(|| format!("loading {}", dir.display()))?;
-    rec.analyse()
-        .with_context(|| format!("analysing {}", dir.display()))
-}
-
 fn summary(r: &ChannelResult) -> ChannelSummary {
     let level_db = {
         let p: Vec<f64> = r.response.db.iter().map(|d| 10f64.powf(d / 10.0)).collect();
@@ -132,7 +127,7 @@ fn summary(r: &ChannelResult) -> ChannelSummary {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let results = load(&a.dir)?;
+    let results = analysed(&a.dir)?;
     let mut report = Report {
         measurement: a.dir.clone(),
         channels: results.iter().map(summary).collect(),
@@ -161,7 +156,7 @@ pub fn run(a: Args) -> Result<()> {
         rig = Some(r);
     }
     let after = match &a.after {
-        Some(dir) => Some(load(dir)?),
+        Some(dir) => Some(analysed(dir)?),
         None => None,
     };
     if let (Some(d), Some(after)) = (&report.design, &after) {
@@ -176,7 +171,7 @@ pub fn run(a: Args) -> Result<()> {
         });
     }
     if let Some(out) = &a.plots {
-        plots(out, &results, report.design.as_ref(), after.as_deref())?;
+        super::plots::plots(out, &results, report.design.as_ref(), after.as_deref())?;
     }
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -263,146 +258,4 @@ fn print_summary(r: &Report, rig: Option<&mugge_filter_chain::validate::Rig>) {
     if let Some(s) = &r.set {
         outln!("corrected set {} written to {}", s.set_id, s.dir.display());
     }
-}
-
-/// One PNG per channel: the measured response (raw and 1/6 octave), the correction, and before
-/// vs after (predicted from the correction, and measured with `--after`) against the target.
-fn plots(
-    out: &Path,
-    results: &[ChannelResult],
-    design: Option<&RoomDesign>,
-    after: Option<&[ChannelResult]>,
-) -> Result<()> {
-    use plotters::prelude::*;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    // plotters' ab_glyph backend needs a font registered at run time.
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-        .context("reading DejaVuSans.ttf for plot labels")?;
-    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| anyhow::anyhow!("bad font"))?;
-    let x_range = (20f64..20_000f64).log_scale();
-    let line = |r: &Response| -> Vec<(f64, f64)> {
-        r.freqs
-            .iter()
-            .zip(&r.db)
-            .filter(|(f, _)| (20.0..=20_000.0).contains(*f))
-            .map(|(f, d)| (*f, *d))
-            .collect()
-    };
-    for r in results {
-        let file = out.join(format!("ch{}.png", r.channel));
-        let target = design.and_then(|d| {
-            d.channels
-                .iter()
-                .zip(&d.targets)
-                .find(|(c, _)| c.channel as usize == r.channel)
-        });
-        let panels = if target.is_some() { 3 } else { 1 };
-        let root = BitMapBackend::new(&file, (1200, 330 * panels)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let areas = root.split_evenly((panels as usize, 1));
-        let smoothed = smooth(&r.response, 6.0)?;
-        let top = smoothed.db.iter().cloned().fold(f64::MIN, f64::max);
-        let y = (top - 50.0)..(top + 6.0);
-        let mut ch = ChartBuilder::on(&areas[0])
-            .caption(
-                format!("channel {}: measured response (dB re reference)", r.channel),
-                ("sans-serif", 16),
-            )
-            .margin(8)
-            .x_label_area_size(28)
-            .y_label_area_size(44)
-            .build_cartesian_2d(x_range.clone(), y.clone())?;
-        ch.configure_mesh().x_desc("Hz").draw()?;
-        ch.draw_series(LineSeries::new(line(&r.response), &RGBColor(170, 170, 220)))?
-            .label("raw")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RGBColor(170, 170, 220)));
-        ch.draw_series(LineSeries::new(line(&smoothed), &BLUE))?
-            .label("1/6 octave")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
-        ch.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()?;
-        let Some((c, t)) = target else {
-            root.present()?;
-            continue;
-        };
-        let corr: Vec<(f64, f64)> = t
-            .expected
-            .freqs
-            .iter()
-            .filter(|f| (20.0..=20_000.0).contains(*f))
-            .map(|&f| (f, 20.0 * c.correction.gain_at(f).log10()))
-            .collect();
-        let lo = corr.iter().map(|p| p.1).fold(0.0, f64::min);
-        let mut ch = ChartBuilder::on(&areas[1])
-            .caption(
-                format!(
-                    "correction (dB, cut only): max cut {:.1} dB, delay {:.3} ms, trim {:.2} dB",
-                    c.max_cut_db(),
-                    c.delay_ms,
-                    c.trim_db
-                ),
-                ("sans-serif", 16),
-            )
-            .margin(8)
-            .x_label_area_size(28)
-            .y_label_area_size(44)
-            .build_cartesian_2d(x_range.clone(), (lo - 2.0)..2.0)?;
-        ch.configure_mesh().x_desc("Hz").draw()?;
-        ch.draw_series(LineSeries::new(corr, &RED))?;
-
-        // Before / after on the post-trim level, where verification compares.
-        let predicted: Vec<(f64, f64)> = t
-            .before
-            .freqs
-            .iter()
-            .zip(&t.before.db)
-            .map(|(&f, &d)| (f, d + 20.0 * c.correction.gain_at(f).log10()))
-            .filter(|(f, _)| (20.0..=20_000.0).contains(f))
-            .collect();
-        let top = t.before.db.iter().cloned().fold(f64::MIN, f64::max);
-        let mut ch = ChartBuilder::on(&areas[2])
-            .caption(
-                "before / after vs target (1/6 octave, dB; target dotted where reachable by cutting)",
-                ("sans-serif", 16),
-            )
-            .margin(8)
-            .x_label_area_size(28)
-            .y_label_area_size(44)
-            .build_cartesian_2d(x_range.clone(), (top - 50.0)..(top + 6.0))?;
-        ch.configure_mesh().x_desc("Hz").draw()?;
-        ch.draw_series(
-            t.expected
-                .freqs
-                .iter()
-                .zip(&t.expected.db)
-                .zip(&t.reachable)
-                .filter(|((f, _), r)| **r && (20.0..=20_000.0).contains(*f))
-                .map(|((f, d), _)| Circle::new((*f, *d), 2, RGBColor(140, 220, 140).filled())),
-        )?;
-        ch.draw_series(LineSeries::new(line(&t.expected), &GREEN))?
-            .label("target")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], GREEN));
-        ch.draw_series(LineSeries::new(line(&t.before), &BLUE))?
-            .label("before")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
-        ch.draw_series(LineSeries::new(predicted, &RED))?
-            .label("after (predicted)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
-        if let Some(m) = after.and_then(|a| a.iter().find(|x| x.channel == r.channel)) {
-            let s = smooth(&m.response, 6.0)?;
-            ch.draw_series(LineSeries::new(line(&s), &BLACK))?
-                .label("after (measured)")
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
-        }
-        ch.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()?;
-        root.present()?;
-    }
-    Ok(())
 }

@@ -1,11 +1,13 @@
 //! `mugge measure`: runs the measurement loop in the controller (StartMeasurement), shows its
-//! progress and prints the summary (or the result JSON). Ctrl-C does not stop the loop: use
-//! `busctl --user call ... AbortMeasurement` or `mugge measure --abort`.
+//! progress and prints the summary (or the result JSON), then optionally plots it. Ctrl-C or
+//! SIGTERM aborts the loop (the controller mutes at once) and still prints how it ended; a
+//! second Ctrl-C quits without waiting. `mugge measure --abort` stops a run from elsewhere.
 
-use std::io::BufRead;
+use std::path::{Path, PathBuf};
 
 use mugge_controller::client;
-use mugge_controller::daemon::measure::report::Report;
+
+pub use super::follow::{follow, FollowOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,6 +37,10 @@ pub struct Args {
     /// Also in DJ/Live mode (the program stops for the whole measurement).
     #[arg(long)]
     force: bool,
+    /// After the run, write one PNG per measured channel here: the response, and after a full
+    /// loop the correction and before/after (predicted and verified).
+    #[arg(long, conflicts_with = "abort")]
+    plots: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -54,69 +60,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = args.sweep_seconds {
         opts["sweep_s"] = s.into();
     }
-    // Subscribe before starting: no signal of a short run is missed.
-    let progress = proxy.receive_measurement_progress()?;
-    let mut finished = proxy.receive_measurement_finished()?;
-    let dir = proxy
-        .start_measurement(&args.channels, &opts.to_string())
-        .map_err(client::explain)?;
-    if !args.json {
-        eprintln!("measuring into {dir}");
-    }
-    let quiet = args.json;
-    let continuer = client::connect()?;
-    std::thread::spawn(move || {
-        let mut last = String::new();
-        for sig in progress {
-            let Ok(a) = sig.args() else { continue };
-            if a.phase == "move-mic" {
-                eprintln!(
-                    "move the mic to position {:.0} and press Enter (mugge measure --abort stops)",
-                    a.level_db
-                );
-                let mut line = String::new();
-                let _ = std::io::stdin().lock().read_line(&mut line);
-                let _ = continuer.continue_measurement();
-                continue;
-            }
-            if quiet {
-                continue;
-            }
-            let ch = if a.channel > 0 {
-                format!("ch {}", a.channel)
-            } else {
-                "    ".into()
-            };
-            let level = if a.level_db != 0.0 {
-                format!("  {:.1} dB SPL", a.level_db)
-            } else {
-                String::new()
-            };
-            let line = format!("{ch} {:<13} {:>5.0} %{level}", a.phase, a.percent);
-            if line != last {
-                eprintln!("{line}");
-                last = line;
+    let run = follow(
+        &proxy,
+        || {
+            proxy
+                .start_measurement(&args.channels, &opts.to_string())
+                .map_err(client::explain)
+        },
+        &FollowOptions {
+            progress: !args.json,
+        },
+    )?;
+    // The result first: a failed plot must not hide what the measurement did.
+    run.print(args.json);
+    let mut status = run.status();
+    if let Some(out) = &args.plots {
+        if let Err(e) = plot(Path::new(&run.report.dir), out, args.json) {
+            eprintln!("Error: plots: {e:#}");
+            if status == 0 {
+                status = 1;
             }
         }
-    });
-    loop {
-        let Some(sig) = finished.next() else {
-            anyhow::bail!("the controller went away during the measurement");
-        };
-        let a = sig.args()?;
-        if a.dir == dir {
-            break;
+    }
+    if status != 0 {
+        std::process::exit(status);
+    }
+    Ok(())
+}
+
+/// Plots of the saved run; the paths go to stdout with the summary, to stderr with `--json`
+/// (stdout stays one JSON document).
+fn plot(dir: &Path, out: &Path, json: bool) -> anyhow::Result<()> {
+    if !dir.join("measurement.json").exists() {
+        anyhow::bail!("the run saved no measurement in {}", dir.display());
+    }
+    for file in super::plots::saved_measurement(dir, out)? {
+        if json {
+            eprintln!("plot {}", file.display());
+        } else {
+            outln!("plot {}", file.display());
         }
-    }
-    let json = proxy.measurement_result().map_err(client::explain)?;
-    let report: Report = serde_json::from_str(&json)?;
-    if args.json {
-        outln!("{json}");
-    } else {
-        print!("{}", report.summary());
-    }
-    if !report.ok {
-        std::process::exit(2);
     }
     Ok(())
 }

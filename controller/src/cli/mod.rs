@@ -15,10 +15,12 @@ macro_rules! out {
 pub mod analyse;
 pub mod daemon;
 pub mod filters;
+pub mod follow;
 pub mod links;
 pub mod measure;
 pub mod meters;
 pub mod mode;
+pub mod plots;
 pub mod preset;
 pub mod profile;
 pub mod setup;
