@@ -230,7 +230,7 @@ fn presets_store_recall_and_warn_on_drift() {
 
     let out = mugge(&["preset", "--presets", pr, "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("home: profile"));
-    let out = mugge(&["preset", "--presets", pr, "recall", "home", "--sets", st]);
+    let out = mugge(&["preset", "--presets", pr, "write", "home", "--sets", st]);
     assert!(
         out.status.success(),
         "{}",
@@ -267,4 +267,5 @@ fn presets_store_recall_and_warn_on_drift() {
         text.contains("WARNING") && text.contains("+2.98 dB"),
         "{text}"
     );
+    assert_eq!(out.status.code(), Some(3));
 }

@@ -593,7 +593,21 @@ fn presets_are_stored_recalled_verified_and_warn_when_the_room_drifts() {
     assert_eq!(error_name(&e), "org.mugge.Controller1.Error.InvalidArgs");
     assert!(e.to_string().contains("report.json"), "{e}");
     assert!(f.p.presets().unwrap().is_empty());
-    let stored = PathBuf::from(f.p.store_preset("hall", &r.dir).unwrap());
+    // The CLI stores the controller's last run by default.
+    let out = f
+        .stack
+        .command(env!("CARGO_BIN_EXE_mugge"))
+        .args(["preset", "save", "hall"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&r.dir), "{text}");
+    let stored = f.stack.root().join("presets/installations/hall");
     assert!(stored.join("preset.json").is_file());
     assert!(stored.join("measurement/report.json").is_file());
     assert_eq!(f.p.presets().unwrap(), vec!["hall".to_string()]);
@@ -652,7 +666,16 @@ fn presets_are_stored_recalled_verified_and_warn_when_the_room_drifts() {
     // The room changed (+4 dB on every path): the next verification warns, on both channels.
     let room = f.room.take().unwrap();
     room.set_gain(&f.stack, 10f64.powf(4.0 / 20.0)).unwrap();
-    let b = follow(&f, |p| p.recall_preset("hall", "{}"), |_| {});
+    // Through the CLI: the warning is its exit status 3.
+    let out = f
+        .stack
+        .command(env!("CARGO_BIN_EXE_mugge"))
+        .args(["preset", "recall", "hall", "--json"])
+        .output()
+        .unwrap();
+    let b: Report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(3), "{b:?}");
     eprintln!("{}", b.summary());
     assert!(b.ok, "{b:?}\n{}", f.stack.log("controller"));
     // Already active: nothing deployed again.

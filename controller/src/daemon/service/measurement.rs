@@ -95,6 +95,18 @@ struct Run<'a> {
     recall: Option<&'a Recall>,
 }
 
+/// A measurement needs a mode, and a show running only with `force`.
+pub(super) fn may_measure_in(mode: Option<Mode>, force: bool) -> Result<(), Error> {
+    match mode {
+        None => Err(Error::Refused("no mode is set".into())),
+        Some(m @ (Mode::Dj | Mode::Live)) if !force => Err(Error::Refused(format!(
+            "refused in {m} mode: the program stops and test signals play for the whole \
+             measurement; force to do it anyway"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl Controller {
     pub(super) fn refuse_while_measuring(&self) -> Result<(), Error> {
         if self.shared.lock().unwrap().measuring {
@@ -186,16 +198,7 @@ impl Controller {
             if sh.measuring {
                 return Err(Error::Refused("a measurement is already running".into()));
             }
-            match sh.mode {
-                None => return Err(Error::Refused("no mode is set".into())),
-                Some(m @ (Mode::Dj | Mode::Live)) if !req.force => {
-                    return Err(Error::Refused(format!(
-                        "refused in {m} mode: the program stops and test signals play for the \
-                         whole measurement; force to do it anyway"
-                    )))
-                }
-                _ => {}
-            }
+            may_measure_in(sh.mode, req.force)?;
             sh.measuring = true;
         }
         self.measure_abort.store(false, Ordering::SeqCst);

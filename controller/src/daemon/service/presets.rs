@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::super::measure::options::Request;
 use super::super::measure::report::Report;
+use super::measurement::may_measure_in;
 use super::{Controller, Error};
 
 /// RecallPreset's options (JSON object; every key optional).
@@ -97,7 +98,12 @@ impl Controller {
         conn: &zbus::Connection,
     ) -> Result<String, Error> {
         let rr = RecallRequest::parse(options).map_err(Error::InvalidArgs)?;
+        rr.measurement()
+            .apply(&self.config.measurement)
+            .map_err(Error::InvalidArgs)?;
         self.refuse_while_measuring()?;
+        // Before a set may be written: a refusal leaves nothing behind.
+        may_measure_in(self.shared.lock().unwrap().mode, rr.force)?;
         let presets = self.presets_dir();
         if !preset::valid_name(name) {
             return Err(invalid(format!(
@@ -203,7 +209,11 @@ impl Controller {
         let (verify_dir, name_s, sets_tmp) = (
             PathBuf::from(verify_dir),
             name.to_string(),
-            std::env::temp_dir().join(format!("mugge-preset-check-{}", std::process::id())),
+            std::env::temp_dir().join(format!(
+                "mugge-preset-check-{}-{}",
+                std::process::id(),
+                CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )),
         );
         let set_id = m.set_id.clone();
         off_thread(move || {
@@ -259,6 +269,9 @@ pub(super) fn read_report(dir: &Path) -> Result<Report, String> {
     }
     Ok(r)
 }
+
+/// Numbers the scratch directories of concurrent StorePreset calls.
+static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Written at the end of every run, beside the captures.
 pub(super) const REPORT_FILE: &str = "report.json";
