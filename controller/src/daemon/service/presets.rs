@@ -72,6 +72,17 @@ fn invalid(e: impl std::fmt::Display) -> Error {
     Error::InvalidArgs(e.to_string())
 }
 
+/// Preset names become directory names.
+fn check_name(name: &str) -> Result<(), Error> {
+    if preset::valid_name(name) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "preset name {name:?}: letters, digits, '-', '_' and '.' (not first), at most 64"
+        )))
+    }
+}
+
 /// Runs `f` on a thread of its own (filter generation and analysis take seconds; the bus
 /// keeps answering).
 async fn off_thread<T: Send + 'static>(
@@ -105,11 +116,7 @@ impl Controller {
         // Before a set may be written: a refusal leaves nothing behind.
         may_measure_in(self.shared.lock().unwrap().mode, rr.force)?;
         let presets = self.presets_dir();
-        if !preset::valid_name(name) {
-            return Err(invalid(format!(
-                "preset name {name:?}: letters, digits, '-', '_' and '.' (not first)"
-            )));
-        }
+        check_name(name)?;
         if !preset::exists(&presets, name) {
             let known = preset::list(&presets).unwrap_or_default();
             return Err(invalid(format!(
@@ -183,11 +190,7 @@ impl Controller {
         measurement: &str,
     ) -> Result<String, Error> {
         let presets = self.presets_dir();
-        if !preset::valid_name(name) {
-            return Err(invalid(format!(
-                "preset name {name:?}: letters, digits, '-', '_' and '.' (not first)"
-            )));
-        }
+        check_name(name)?;
         if preset::exists(&presets, name) {
             return Err(Error::Refused(format!(
                 "preset \"{name}\" exists in {}: nothing changed (remove it first to replace it)",
