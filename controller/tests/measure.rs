@@ -809,27 +809,56 @@ fn wait_bounded(mut child: std::process::Child, timeout: Duration) -> std::proce
     }
 }
 
-/// The CLI: the whole loop on one channel with plots, `--abort` from a second CLI (plots of
+/// The CLI: the whole loop on one channel at two mic positions with plots, `--abort` from a second CLI (plots of
 /// a run that saved nothing), SIGTERM and Ctrl-C (one fixture: the room's noise plays 60 s).
 #[test]
 fn the_cli_measures_and_aborts() {
     let _h = heavy();
     let mut f = fixture(&spec(), QUICK);
     let plots = f.stack.root().join("plots");
-    let out = f
+    // Two positions: the CLI asks to move the mic and continues on Enter.
+    let mut child = f
         .stack
         .command(env!("CARGO_BIN_EXE_mugge"))
-        .args(["measure", "--channels", "2", "--plots"])
+        .args(["measure", "--channels", "2", "--positions", "2", "--plots"])
         .arg(&plots)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let mut stdin = child.stdin.take().unwrap();
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let stderr = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let mut all = String::new();
+        for l in err.lines().map_while(Result::ok) {
+            if l.starts_with("move the mic to position 2") {
+                stdin.write_all(b"\n").unwrap();
+            }
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    let out = wait_bounded(child, RUN_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = stderr.join().unwrap();
     eprintln!("{stderr}{stdout}");
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains(": done"), "{stdout}");
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("measurement ")?.strip_suffix(": done"))
+        .unwrap();
+    let mut got: Vec<(usize, usize)> = Recording::load(Path::new(dir))
+        .unwrap()
+        .captures
+        .iter()
+        .map(|c| (c.channel, c.position))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(2, 1), (2, 2)]);
     assert!(stdout.contains("verification: PASS"), "{stdout}");
     assert!(stderr.contains("ch 2 sweep"), "{stderr}");
     let line = stdout
