@@ -21,6 +21,9 @@ use super::reconcile::{reconcile, Desired, InFlight, NewLink, Plan};
 use super::routing::{self, PluginNode};
 use super::status::{Stats, Status};
 
+/// Linux's EPIPE: PipeWire's "connection lost" on the core (no libc dependency for one number).
+const EPIPE: i32 = 32;
+
 /// Commands from the service to the PipeWire thread.
 pub enum Command {
     /// A new desired state; `generation` increases with every SetMode.
@@ -298,12 +301,18 @@ fn connect(
             let disconnected = engine.borrow().disconnected.clone();
             let mainloop = mainloop.downgrade();
             move |id, _seq, res, msg| {
-                if id == pw::core::PW_ID_CORE {
+                // Only -EPIPE on the core means the connection is gone. The server reports a
+                // request to an object that just vanished on the core too ("unknown resource",
+                // -ENOENT): reconnecting for that would drop every node and link we own in the
+                // middle of, e.g., a measurement's abort.
+                if id == pw::core::PW_ID_CORE && res == -EPIPE {
                     tracing::warn!("PipeWire connection error {res}: {msg}");
                     disconnected.set(true);
                     if let Some(l) = mainloop.upgrade() {
                         l.quit();
                     }
+                } else {
+                    tracing::debug!("PipeWire error on object {id}: {res} {msg}");
                 }
             }
         })
