@@ -963,9 +963,8 @@ fn the_cli_measures_and_aborts() {
 /// the other) once the controller reports `phase`; asserts status 130 and that the first
 /// interrupt was acknowledged.
 fn interrupted_run(f: &Fixture, signals: &[&str], phase: &str) -> std::process::Output {
-    // An abort right as Measurement mode creates its nodes can cost the controller its
-    // PipeWire connection (a core error on a node destroyed while it is created; seen once):
-    // a run needs the graph back (Ready), as an operator would see in `mugge status`.
+    // Each run starts from a settled graph (Ready in standby), as an operator would see it in
+    // `mugge status`.
     let t0 = Instant::now();
     while !(f.p.ready().unwrap() && f.p.mode().unwrap() == "standby") {
         assert!(

@@ -846,6 +846,11 @@ pub async fn pump_levels(
         };
         {
             let mut sh = shared.lock().unwrap();
+            if sh.levels_until.is_none() {
+                // Sent before the PipeWire thread saw WantLevels(false): a snapshot from a lease
+                // that ended must not come back as the latest reading.
+                continue;
+            }
             sh.levels.insert(meter.clone(), levels.clone());
             sh.levels_at.insert(meter.clone(), Instant::now());
             if meter == routing::METER_MIC {
