@@ -14,7 +14,7 @@ use mugge_filter_chain::validate::load_rig;
 use serde::Serialize;
 use std::path::PathBuf;
 
-use super::plots::analysed;
+use super::analysed;
 
 #[derive(ClapArgs)]
 pub struct Args {

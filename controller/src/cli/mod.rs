@@ -27,6 +27,17 @@ pub mod setup;
 pub mod status;
 pub mod tap;
 
+/// A measurement saved by `mugge measure` (or a test), loaded and analysed.
+pub fn analysed(
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<mugge_filter_chain::measure::record::ChannelResult>> {
+    use anyhow::Context as _;
+    let rec = mugge_filter_chain::measure::record::Recording::load(dir)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    rec.analyse()
+        .with_context(|| format!("analysing {}", dir.display()))
+}
+
 /// Writes to stdout and flushes; a closed pipe ends the process with status 0 (the reader
 /// has what it wanted), any other write error with status 1 and the reason.
 pub fn out(args: std::fmt::Arguments) {

@@ -3,7 +3,9 @@
 
 use anyhow::{Context, Result};
 use mugge_filter_chain::measure::design::RoomDesign;
-use mugge_filter_chain::measure::record::{ChannelResult, Recording};
+use mugge_filter_chain::measure::record::ChannelResult;
+
+use super::analysed;
 use mugge_filter_chain::measure::response::{smooth, Response};
 use std::path::{Path, PathBuf};
 
@@ -29,13 +31,6 @@ pub fn saved_measurement(dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         None
     };
     plots(out, &results, design.as_ref(), after.as_deref())
-}
-
-/// A saved measurement, loaded and analysed.
-pub fn analysed(dir: &Path) -> Result<Vec<ChannelResult>> {
-    let rec = Recording::load(dir).with_context(|| format!("loading {}", dir.display()))?;
-    rec.analyse()
-        .with_context(|| format!("analysing {}", dir.display()))
 }
 
 /// One PNG per channel: the measured response (raw and 1/6 octave), the correction, and before
@@ -189,7 +184,7 @@ mod tests {
     use super::*;
     use mugge_filter_chain::measure::analysis::AnalysisOptions;
     use mugge_filter_chain::measure::design::{design, DesignOptions};
-    use mugge_filter_chain::measure::record::Capture;
+    use mugge_filter_chain::measure::record::{Capture, Recording};
     use mugge_filter_chain::measure::sweep::SweepParams;
 
     /// Channels 1 and 3 (a top and a sub of the default rig), each a plain delay, saved in

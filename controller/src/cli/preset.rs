@@ -14,10 +14,10 @@ use mugge_controller::daemon::measure::report::PresetCheck;
 use mugge_filter_chain::measure::correction::CorrectionParams;
 use mugge_filter_chain::measure::design::{design, write_corrected_set_for, DesignOptions};
 use mugge_filter_chain::measure::preset;
-use mugge_filter_chain::measure::record::{ChannelResult, Recording};
 use mugge_filter_chain::validate::load_rig;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::analysed;
 use super::follow::{follow, FollowOptions};
 
 #[derive(Args)]
@@ -110,12 +110,6 @@ fn default_presets_dir() -> PathBuf {
 /// Exit status of a recall whose verification drifted past the threshold.
 const DRIFTED: i32 = 3;
 
-fn analyse(dir: &Path) -> Result<Vec<ChannelResult>> {
-    Recording::load(dir)
-        .and_then(|r| r.analyse())
-        .with_context(|| format!("measurement {}", dir.display()))
-}
-
 pub fn run(a: PresetArgs) -> Result<()> {
     let presets = a.presets.unwrap_or_else(default_presets_dir);
     match a.cmd {
@@ -151,7 +145,7 @@ pub fn run(a: PresetArgs) -> Result<()> {
                 );
             }
             let rig = load_rig(&profile, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let results = analyse(&measurement)?;
+            let results = analysed(&measurement)?;
             let opts = DesignOptions {
                 correction: CorrectionParams {
                     hi_hz: correct_up_to,
@@ -162,7 +156,7 @@ pub fn run(a: PresetArgs) -> Result<()> {
             };
             let d = design(&rig, &results, &opts)?;
             let compare = match &verified {
-                Some(v) => analyse(v)?,
+                Some(v) => analysed(v)?,
                 None => results,
             };
             let sets = sets.unwrap_or_else(default_sets_dir);
@@ -266,7 +260,7 @@ pub fn run(a: PresetArgs) -> Result<()> {
             threshold,
         } => {
             let p = preset::load(&presets, &name)?;
-            let fresh = analyse(&measurement)?;
+            let fresh = analysed(&measurement)?;
             let channels = preset::drift(&p.measured, &fresh, threshold);
             let check = PresetCheck {
                 name: name.clone(),
