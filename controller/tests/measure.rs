@@ -814,7 +814,10 @@ fn wait_bounded(mut child: std::process::Child, timeout: Duration) -> std::proce
 #[test]
 fn the_cli_measures_and_aborts() {
     let _h = heavy();
-    let mut f = fixture(&spec(), QUICK);
+    let mut s = spec();
+    // Six runs in one room: the noise must outlast them.
+    s.noise_s = 150.0;
+    let mut f = fixture(&s, QUICK);
     let plots = f.stack.root().join("plots");
     // Two positions: the CLI asks to move the mic and continues on Enter.
     let mut child = f
@@ -957,6 +960,27 @@ fn the_cli_measures_and_aborts() {
     assert_eq!(abort["reason"], "stopped", "{abort}");
     let s: serde_json::Value = serde_json::from_str(&f.p.get_status().unwrap()).unwrap();
     assert_eq!(s["chain"]["gain_factor"], 0.0);
+
+    // On a terminal (script(1) gives it one) the progress is bars, one per channel and phase,
+    // each left drawn at its end.
+    let out = f
+        .stack
+        .command("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!(
+            "{} measure --channels 2 --dry-run --sweep-seconds 1",
+            env!("CARGO_BIN_EXE_mugge")
+        ))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains(": done"), "{tty}");
+    let full = format!("[{}] 100 % sweep", "=".repeat(32));
+    assert!(tty.contains(&full), "no finished sweep bar in:\n{tty}");
+    assert!(tty.contains("ch 2"), "{tty}");
 }
 
 /// `mugge measure --channels 1 --dry-run --json`, sent `signals` (`kill` syntax, one after

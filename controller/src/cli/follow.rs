@@ -14,6 +14,8 @@ use anyhow::{bail, Context};
 use mugge_controller::client::{self, ControllerProxyBlocking};
 use mugge_controller::daemon::measure::report::Report;
 
+use super::progress::{Display, Step};
+
 /// Exit status after an interrupt: the shell's for SIGINT.
 pub const INTERRUPTED: i32 = 130;
 
@@ -214,36 +216,31 @@ fn show_progress(
         }
     });
     std::thread::spawn(move || {
-        let mut last = String::new();
+        let mut display = Display::for_stderr();
         for sig in progress {
             if done.load(Ordering::SeqCst) {
+                display.finish();
                 return;
             }
             let Ok(a) = sig.args() else { continue };
             if a.phase == "move-mic" {
+                display.finish();
                 // The position to go to travels in level_db.
                 if prompt.send(a.level_db).is_err() {
                     return;
                 }
                 continue;
             }
-            if !print {
-                continue;
+            if print {
+                display.show(&Step {
+                    phase: a.phase,
+                    channel: a.channel,
+                    percent: a.percent,
+                    level_db: a.level_db,
+                });
             }
-            let ch = if a.channel > 0 {
-                format!("ch {}", a.channel)
-            } else {
-                "    ".into()
-            };
-            let level = if a.level_db != 0.0 {
-                format!("  {:.1} dB SPL", a.level_db)
-            } else {
-                String::new()
-            };
-            let line = format!("{ch} {:<13} {:>5.0} %{level}", a.phase, a.percent);
-            if line != last {
-                eprintln!("{line}");
-                last = line;
+            if matches!(a.phase, "done" | "aborted" | "failed") {
+                display.finish();
             }
         }
     });

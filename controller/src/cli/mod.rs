@@ -23,6 +23,7 @@ pub mod mode;
 pub mod plots;
 pub mod preset;
 pub mod profile;
+pub mod progress;
 pub mod setup;
 pub mod status;
 pub mod tap;

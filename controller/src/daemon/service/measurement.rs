@@ -818,6 +818,8 @@ impl Run<'_> {
             }
         }
         self.gen(siggen::silent())?;
+        // Progress goes in 10 % steps: the end is always reported.
+        self.progress(phase, channel, 100.0, 0.0).await;
         self.sweeps += played.elapsed();
         let s = started.unwrap_or(0);
         let from = s.saturating_sub(PRE_ROLL);
