@@ -578,50 +578,72 @@ fn print_drift(what: &str, r: &Report) {
 fn presets_are_stored_recalled_verified_and_warn_when_the_room_drifts() {
     let _h = heavy();
     let mut s = spec();
-    // Four measurements in one room: the noise must outlast them all.
+    // A full loop and three recalls in one room: the noise must outlast them all.
     s.noise_s = 240.0;
     let mut f = fixture(&s, FULL);
     let own = set_dir(&f);
-    let r = measure(&f, &[1, 3], "{}", |_| {});
-    assert!(r.ok, "{r:?}\n{}", f.stack.log("controller"));
+    let mugge = |args: &[&str]| {
+        let out = f
+            .stack
+            .command(env!("CARGO_BIN_EXE_mugge"))
+            .args(args)
+            .output()
+            .unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        (out.status.code(), o, e)
+    };
+    // An installation measured and stored in one command.
+    let (code, stdout, stderr) = mugge(&[
+        "measure",
+        "--channels",
+        "1,3",
+        "--json",
+        "--save-preset",
+        "hall",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}\n{}", f.stack.log("controller"));
+    let r: Report = serde_json::from_str(&stdout).unwrap();
+    assert!(r.ok && r.verify_pass == Some(true), "{r:?}");
+    assert!(stderr.contains("preset \"hall\" stored in"), "{stderr}");
     let corrected = set_id(Path::new(r.deployed_set.as_ref().unwrap()));
-
-    // Bad stores: a clear error, nothing stored.
-    let e = f.p.store_preset("../hall", &r.dir).unwrap_err();
-    assert_eq!(error_name(&e), "org.mugge.Controller1.Error.InvalidArgs");
-    let e = f.p.store_preset("hall", "/nonexistent").unwrap_err();
-    assert_eq!(error_name(&e), "org.mugge.Controller1.Error.InvalidArgs");
-    assert!(e.to_string().contains("report.json"), "{e}");
-    assert!(f.p.presets().unwrap().is_empty());
-    // The CLI stores the controller's last run by default.
-    let out = f
-        .stack
-        .command(env!("CARGO_BIN_EXE_mugge"))
-        .args(["preset", "save", "hall"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains(&r.dir), "{text}");
     let stored = f.stack.root().join("presets/installations/hall");
     assert!(stored.join("preset.json").is_file());
     assert!(stored.join("measurement/report.json").is_file());
     assert_eq!(f.p.presets().unwrap(), vec!["hall".to_string()]);
+
+    // A taken name is refused before anything plays.
+    let last = f.p.measurement_result().unwrap();
+    let (code, _, stderr) = mugge(&["measure", "--channels", "1", "--save-preset", "hall"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("exists: nothing measured"), "{stderr}");
+    assert_eq!(f.p.measurement_result().unwrap(), last);
+
+    // Bad stores: a clear error, nothing stored.
+    let e = f.p.store_preset("../hall", &r.dir).unwrap_err();
+    assert_eq!(error_name(&e), "org.mugge.Controller1.Error.InvalidArgs");
+    let e = f.p.store_preset("hall2", "/nonexistent").unwrap_err();
+    assert_eq!(error_name(&e), "org.mugge.Controller1.Error.InvalidArgs");
+    assert!(e.to_string().contains("report.json"), "{e}");
     let before = std::fs::read(stored.join("preset.json")).unwrap();
     let e = f.p.store_preset("hall", &r.dir).unwrap_err();
     assert_eq!(error_name(&e), "org.mugge.Controller1.Error.Refused");
     assert_eq!(std::fs::read(stored.join("preset.json")).unwrap(), before);
+    assert_eq!(f.p.presets().unwrap(), vec!["hall".to_string()]);
+    // `mugge preset save` stores the controller's last run by default.
+    let (code, stdout, stderr) = mugge(&["preset", "save", "hall2"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains(&r.dir), "{stdout}");
+    assert_eq!(f.p.presets().unwrap(), vec!["hall", "hall2"]);
 
     // Bad recalls change nothing.
     f.p.reload_filters(&own.display().to_string()).unwrap();
     let own_id = set_id(&own);
     assert_eq!(active_set_id(&f), own_id);
     for (name, opts, want) in [
-        ("nope", "{}", "stored: hall"),
+        ("nope", "{}", "stored: hall, hall2"),
         ("hall", r#"{"loud": 1}"#, "unknown field"),
         ("hall", r#"{"drift_threshold_db": 0}"#, "drift_threshold_db"),
     ] {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use mugge_controller::client;
+use mugge_filter_chain::measure::preset;
 
 pub use super::follow::{follow, FollowOptions};
 
@@ -41,6 +42,10 @@ pub struct Args {
     /// loop the correction and before/after (predicted and verified).
     #[arg(long, conflicts_with = "abort")]
     plots: Option<PathBuf>,
+    /// A fixed installation: store the verified result as preset NAME (`mugge preset recall
+    /// NAME` deploys and checks it later). The name is checked before anything plays.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["abort", "dry_run"])]
+    save_preset: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -59,6 +64,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(s) = args.sweep_seconds {
         opts["sweep_s"] = s.into();
+    }
+    if let Some(name) = &args.save_preset {
+        // Minutes of sweeps must not end in "that name is taken".
+        if !preset::valid_name(name) {
+            anyhow::bail!("preset name {name:?}: letters, digits, '-', '_' and '.' (not first)");
+        }
+        if proxy
+            .presets()
+            .map_err(client::explain)?
+            .iter()
+            .any(|n| n == name)
+        {
+            anyhow::bail!("preset \"{name}\" exists: nothing measured (choose another name)");
+        }
     }
     let run = follow(
         &proxy,
@@ -82,24 +101,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(name) = args.save_preset.as_deref().filter(|_| status == 0) {
+        // Only a verified set is worth keeping for the installation.
+        if run.report.verify_pass == Some(true) {
+            match proxy.store_preset(name, &run.report.dir) {
+                Ok(d) => note(args.json, format_args!("preset \"{name}\" stored in {d}")),
+                Err(e) => {
+                    eprintln!("Error: preset not stored: {:#}", client::explain(e));
+                    status = 1;
+                }
+            }
+        } else {
+            eprintln!("Error: preset \"{name}\" not stored: the verification did not pass");
+            status = 1;
+        }
+    }
     if status != 0 {
         std::process::exit(status);
     }
     Ok(())
 }
 
-/// Plots of the saved run; the paths go to stdout with the summary, to stderr with `--json`
-/// (stdout stays one JSON document).
+/// A line after the result: on stdout with the summary, on stderr with `--json` (stdout stays
+/// one JSON document).
+fn note(json: bool, line: std::fmt::Arguments) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        outln!("{line}");
+    }
+}
+
+/// Plots of the saved run, listed as [`note`]s.
 fn plot(dir: &Path, out: &Path, json: bool) -> anyhow::Result<()> {
     if !dir.join("measurement.json").exists() {
         anyhow::bail!("the run saved no measurement in {}", dir.display());
     }
     for file in super::plots::saved_measurement(dir, out)? {
-        if json {
-            eprintln!("plot {}", file.display());
-        } else {
-            outln!("plot {}", file.display());
-        }
+        note(json, format_args!("plot {}", file.display()));
     }
     Ok(())
 }
