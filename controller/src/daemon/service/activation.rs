@@ -606,13 +606,24 @@ impl Controller {
             let topology = manifest.as_ref().map(|m| self.topology_of(m));
             // The gain it plays at, read back from its controls: status, the next ramp and
             // the next crossfade start from the truth.
-            let factor = match self.read_controls(&c.tag) {
-                Ok(controls) => chain::factor_of(&controls, &trims),
-                Err(e) => {
-                    tracing::warn!("cannot read the gain of chain {}: {e}", c.tag);
-                    None
+            // A PipeWire busy at startup may miss one bounded read: try again before the gain
+            // stays unknown (which forbids ramps through it until the next activation).
+            let mut factor = None;
+            for attempt in 1..=3 {
+                match self.read_controls(&c.tag) {
+                    Ok(controls) => {
+                        factor = chain::factor_of(&controls, &trims);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "cannot read the gain of chain {} (attempt {attempt}): {e}",
+                            c.tag
+                        );
+                        async_io::Timer::after(Duration::from_millis(200)).await;
+                    }
                 }
-            };
+            }
             tracing::info!("chain {} plays at {factor:?} of its trims", c.tag);
             self.chain.lock().unwrap().active = Some(Active {
                 tag: c.tag.clone(),
