@@ -202,13 +202,17 @@ pub struct Request {
     pub force: bool,
 }
 
+/// A D-Bus options argument: a JSON object, or nothing for the defaults.
+pub fn parse_options<T: serde::de::DeserializeOwned + Default>(json: &str) -> Result<T, String> {
+    if json.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(json).map_err(|e| format!("options are not valid: {e}"))
+}
+
 impl Request {
     pub fn parse(json: &str) -> Result<Request, String> {
-        if json.trim().is_empty() {
-            return Ok(Request::default());
-        }
-        let r: Request =
-            serde_json::from_str(json).map_err(|e| format!("options are not valid: {e}"))?;
+        let r: Request = parse_options(json)?;
         if r.positions.is_some_and(|p| !(1..=16).contains(&p)) {
             return Err("positions must be 1..16".into());
         }

@@ -14,7 +14,7 @@ use mugge_filter_chain::measure::preset::{self, Preset};
 use mugge_filter_chain::measure::record::Recording;
 use serde::Deserialize;
 
-use super::super::measure::options::Request;
+use super::super::measure::options::{parse_options, Request};
 use super::super::measure::report::Report;
 use super::measurement::may_measure_in;
 use super::{Controller, Error};
@@ -33,11 +33,7 @@ pub struct RecallRequest {
 
 impl RecallRequest {
     pub fn parse(json: &str) -> Result<RecallRequest, String> {
-        if json.trim().is_empty() {
-            return Ok(RecallRequest::default());
-        }
-        let r: RecallRequest =
-            serde_json::from_str(json).map_err(|e| format!("options are not valid: {e}"))?;
+        let r: RecallRequest = parse_options(json)?;
         if r.drift_threshold_db
             .is_some_and(|t| !(0.1..=20.0).contains(&t))
         {
